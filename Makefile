@@ -1,0 +1,45 @@
+# The two commands: `make run` and `make test`. Both create the environment when needed.
+PYTHON ?= python3.11
+VENV := .venv
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.8
+STAMP := $(VENV)/.synced
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: run test lint format bench install clean
+
+# A venv with uv in it, then the locked dependencies (uv stays: it is in the dev group).
+$(UV):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(STAMP): $(UV) pyproject.toml uv.lock
+	$(UV) sync --locked --python $(VENV)/bin/python
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/bazaar dev
+
+test: $(STAMP)
+	$(VENV)/bin/pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check app tests migrations bench
+	$(VENV)/bin/ruff format --check app tests migrations bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix app tests migrations bench
+	$(VENV)/bin/ruff format app tests migrations bench
+
+bench: $(STAMP)
+	$(VENV)/bin/python bench/auth_me.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,89 @@
+"""Named dependencies that authenticate and authorise requests.
+
+``CurrentPrincipal`` requires a valid access token on a live session; ``OptionalPrincipal``
+allows anonymous callers; ``require_permission(Perm.X)`` checks the active persona's
+permissions (data in ``role_permissions``).
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.auth.permissions import Perm
+from app.auth.service import Authenticated, ClientInfo, auth_service
+from app.core.db import DB
+from app.core.errors import Forbidden, Unauthorized
+from app.core.principal import Principal
+from app.core.runtime import Runtime, runtime
+
+
+def get_runtime() -> Runtime:
+    return runtime()
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def _bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization header must be 'Bearer <token>'", code="invalid_token")
+    return token.strip()
+
+
+async def get_authenticated(request: Request, db: DB, rt: RuntimeDep) -> Authenticated:
+    token = _bearer_token(request)
+    if token is None:
+        raise Unauthorized("Authentication required", code="not_authenticated")
+    return await auth_service.authenticate(db, rt, token)
+
+
+async def get_principal(authenticated: Annotated[Authenticated, Depends(get_authenticated)]) -> Principal:
+    return authenticated.principal
+
+
+async def get_optional_principal(request: Request, db: DB, rt: RuntimeDep) -> Principal | None:
+    token = _bearer_token(request)
+    if token is None:
+        return None
+    return (await auth_service.authenticate(db, rt, token)).principal
+
+
+CurrentAuth = Annotated[Authenticated, Depends(get_authenticated)]
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
+
+
+def require_permission(permission: Perm) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(principal: CurrentPrincipal) -> Principal:
+        if not principal.can(permission):
+            raise Forbidden(
+                f"The {principal.persona} persona may not do this",
+                code="permission_denied",
+                details={"permission": permission.value},
+            )
+        return principal
+
+    check.__name__ = f"require_{permission.value.replace(':', '_')}"
+    return check
+
+
+AdminPrincipal = Annotated[Principal, Depends(require_permission(Perm.USERS_MANAGE))]
+UserReader = Annotated[Principal, Depends(require_permission(Perm.USERS_READ_ANY))]
+ProjectCreator = Annotated[Principal, Depends(require_permission(Perm.PROJECTS_CREATE))]
+
+
+def client_info(request: Request) -> ClientInfo:
+    ip = request.client.host if request.client else "unknown"
+    if runtime().settings.trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded:
+            ip = forwarded.split(",")[0].strip() or ip
+    return ClientInfo(ip=ip, user_agent=request.headers.get("user-agent"))
+
+
+Client = Annotated[ClientInfo, Depends(client_info)]

@@ -1,0 +1,223 @@
+"""The ``bazaar`` command: serve, worker, dev, db upgrade, create-admin, seed-demo."""
+
+import asyncio
+import getpass
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import get_settings
+
+cli = typer.Typer(
+    help="Bazaar: marketplace for AI chat applications.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+db_cli = typer.Typer(help="Database migrations.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+
+T = TypeVar("T")
+
+
+def _require_database_url() -> str:
+    url = get_settings().database_url
+    if not url:
+        typer.echo("DATABASE_URL is not set. `bazaar dev` (make run) starts an embedded Postgres.", err=True)
+        raise typer.Exit(2)
+    return url
+
+
+def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    from app.core.db import commit, dispose_engine, init_engine, sessionmaker
+    from app.core.runtime import start_runtime, stop_runtime
+
+    async def run() -> T:
+        settings = get_settings()
+        init_engine(settings)
+        start_runtime(settings)
+        try:
+            async with sessionmaker()() as db:
+                result = await work(db)
+                await commit(db)
+                return result
+        finally:
+            await stop_runtime()
+            await dispose_engine()
+
+    return asyncio.run(run())
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from app.core.migrate import upgrade_database
+
+    upgrade_database(_require_database_url(), revision)
+    typer.echo(f"database upgraded to {revision}")
+
+
+@cli.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="Email of the super admin")],
+    name: Annotated[str, typer.Option(help="Display name")] = "Administrator",
+    password: Annotated[
+        str | None, typer.Option(help="Password (asked for, or generated with --generate-password)")
+    ] = None,
+    generate_password: Annotated[bool, typer.Option(help="Generate a password and print it")] = False,
+) -> None:
+    """Create the first super admin, or grant super_admin to an existing account."""
+    from app.users.service import bootstrap_admin
+
+    _require_database_url()
+    if password is None and generate_password:
+        password = secrets.token_urlsafe(14)
+        typer.echo(f"generated password: {password}")
+    elif password is None and sys.stdin.isatty():
+        password = getpass.getpass("Password (empty keeps an existing account's): ") or None
+    if password is not None and len(password) < 10:
+        typer.echo("password must have at least 10 characters", err=True)
+        raise typer.Exit(2)
+
+    user, created = _in_transaction(
+        lambda db: bootstrap_admin(db, email=email, password=password, name=name)
+    )
+    typer.echo(f"{'created' if created else 'updated'} super admin {user.email} ({user.id})")
+
+
+@cli.command("seed-demo")
+def seed_demo_command(
+    if_empty: Annotated[bool, typer.Option(help="Only when the database has no users")] = False,
+) -> None:
+    """Load demo users and projects and print their logins."""
+    from app.demo import DEMO_PASSWORD, DemoLogin, database_is_empty, seed_demo
+
+    _require_database_url()
+
+    async def work(db: AsyncSession) -> list[DemoLogin] | None:
+        if if_empty and not await database_is_empty(db):
+            return None
+        return await seed_demo(db)
+
+    logins = _in_transaction(work)
+    if logins is None:
+        typer.echo("database already has users: demo data not loaded")
+        return
+    typer.echo(f"demo data loaded; every demo account's password is {DEMO_PASSWORD!r}:")
+    for login in logins:
+        typer.echo(f"  {login.persona:<12} {login.email}")
+
+
+@cli.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+) -> None:
+    """Run the API with uvicorn."""
+    import uvicorn
+
+    settings = get_settings()
+    _require_database_url()
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=settings.trust_forwarded_for,
+    )
+
+
+@cli.command("worker")
+def worker() -> None:
+    """Run background and periodic jobs."""
+    from app.worker.main import main as worker_main
+
+    _require_database_url()
+    worker_main()
+
+
+@cli.command("dev")
+def dev() -> None:
+    """Start the whole platform (`make run`): embedded services when none are configured,
+    migrations, demo data on first start, API and worker."""
+    from app.core.migrate import upgrade_database
+
+    settings = get_settings()
+    env = dict(os.environ)
+    database_url = settings.database_url
+    if database_url is None:
+        from app.core.embedded import start_embedded_postgres
+
+        typer.echo(f"starting embedded Postgres (data in {settings.var_dir / 'pgdata'}) ...")
+        database_url = start_embedded_postgres(settings.var_dir)
+        env["DATABASE_URL"] = database_url
+        os.environ["DATABASE_URL"] = database_url
+        get_settings.cache_clear()
+    typer.echo("applying migrations ...")
+    upgrade_database(database_url)
+    if settings.seed_demo_on_empty:
+        subprocess.run([sys.executable, "-m", "app", "seed-demo", "--if-empty"], env=env, check=True)
+
+    processes = {
+        "api": subprocess.Popen([sys.executable, "-m", "app", "serve"], env=env),
+        "worker": subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env),
+    }
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    if _wait_for(f"{base}/healthz", timeout=60):
+        typer.echo("")
+        typer.echo("Bazaar is running:")
+        typer.echo(f"  API          {base}")
+        typer.echo(f"  API docs     {base}/docs")
+        typer.echo(f"  health       {base}/healthz   readiness {base}/readyz   metrics {base}/metrics")
+        typer.echo(f"  database     {f'embedded Postgres ({settings.var_dir}/pgdata)' if settings.database_url is None else 'DATABASE_URL'}")
+        typer.echo(f"  redis        {'in-process fallback' if settings.redis_url is None else 'REDIS_URL'}")
+        typer.echo("Press Ctrl-C to stop.")
+    else:
+        typer.echo("the API did not become healthy within 60 s; see its log above", err=True)
+
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping and all(p.poll() is None for p in processes.values()):
+        time.sleep(0.5)
+    for name, process in processes.items():
+        if process.poll() is None:
+            process.terminate()
+        else:
+            typer.echo(f"{name} exited with {process.returncode}", err=True)
+    for process in processes.values():
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _wait_for(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own localhost URL
+                if response.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,94 @@
+"""All configuration in one place.
+
+Every field reads the environment variable of the same name in upper case (``DATABASE_URL``,
+``REDIS_URL``...) or a ``.env`` file. ``None`` for ``database_url`` or ``redis_url`` selects the
+embedded defaults: an embedded Postgres under ``var/`` and in-process fallbacks for Redis.
+The README's configuration table is generated from the descriptions below.
+"""
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = Field(
+        "development", description="Deployment environment; `production` refuses unsafe defaults."
+    )
+    var_dir: Path = Field(
+        Path("var"), description="Folder for local state: embedded Postgres data, secret key, files."
+    )
+    database_url: str | None = Field(
+        None,
+        description="Postgres URL (`postgresql://user:pass@host/db`). Unset: embedded Postgres "
+        "(`pgserver`) with data under `var/pgdata`.",
+    )
+    database_pool_size: int = Field(10, ge=1, description="Connections kept open per process.")
+    database_max_overflow: int = Field(20, ge=0, description="Extra connections under load.")
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL for session cache, rate limits and streams. Unset: in-process "
+        "fallbacks (single process only).",
+    )
+    redis_prefix: str = Field("bazaar:", description="Prefix of every Redis key this app writes.")
+    jwt_secret: SecretStr | None = Field(
+        None,
+        description="Secret signing access tokens. Unset: a random secret is generated once and "
+        "kept in `var/jwt-secret` (refused in production).",
+    )
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field(
+        "HS256", description="Signature algorithm of access tokens."
+    )
+    access_token_ttl_seconds: int = Field(900, ge=30, description="Access token lifetime.")
+    refresh_token_ttl_days: int = Field(30, ge=1, description="Refresh token / session lifetime.")
+    session_cache_ttl_seconds: int = Field(
+        60, ge=0, description="How long a verified session is cached (revocation clears it at once)."
+    )
+    login_rate_limit_account: str = Field(
+        "10/5minutes", description="Login attempts allowed per account (`limits` syntax)."
+    )
+    login_rate_limit_ip: str = Field(
+        "60/5minutes", description="Login attempts allowed per client IP (`limits` syntax)."
+    )
+    trust_forwarded_for: bool = Field(
+        False, description="Take the client IP from `X-Forwarded-For` (only behind a trusted proxy)."
+    )
+    self_signup_enabled: bool = Field(
+        True, description="Allow `POST /api/users` without a token (builder or end_user only)."
+    )
+    max_request_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest JSON request body accepted (413 above)."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS for the frontend (JSON list)."
+    )
+    log_level: str = Field("INFO", description="Log level of the `bazaar` loggers.")
+    log_json: bool = Field(True, description="Structured JSON logs (one object per line).")
+    api_host: str = Field("127.0.0.1", description="Address `bazaar serve` binds.")
+    api_port: int = Field(8000, description="Port `bazaar serve` binds.")
+    seed_demo_on_empty: bool = Field(
+        True, description="`bazaar dev` loads demo data when the database has no users."
+    )
+
+    def jwt_secret_value(self) -> str:
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        if self.environment == "production":
+            raise RuntimeError("JWT_SECRET must be set in production")
+        path = self.var_dir / "jwt-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

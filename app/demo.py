@@ -1,0 +1,89 @@
+"""Demo data for ``make run``: an admin, builders, end users and projects in every state."""
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.principal import Principal
+from app.models import ProjectStatus, User
+from app.projects.schemas import ProjectCreate, ProjectStatusUpdate
+from app.projects.service import project_service
+from app.users.schemas import UserCreate
+from app.users.service import bootstrap_admin, user_service
+
+DEMO_PASSWORD = "bazaar-demo-pass"  # noqa: S105 - printed to the console on purpose
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    email: str
+    persona: str
+
+
+BUILDERS = [
+    ("ada@builders.example", "Ada Builder"),
+    ("grace@builders.example", "Grace Builder"),
+]
+END_USERS = [
+    ("sam@shop.example", "Sam Shopkeeper"),
+    ("lee@clinic.example", "Lee Clinic"),
+]
+PROJECTS = [
+    ("Support Copilot", "Answers customer questions from your help centre", ProjectStatus.READY),
+    ("Recipe Helper", "Suggests recipes from what is in the fridge", ProjectStatus.IN_DEVELOPMENT),
+    ("Contract Reader", "Summarises contracts and flags risky clauses", ProjectStatus.DRAFT),
+]
+
+
+async def database_is_empty(db: AsyncSession) -> bool:
+    return int((await db.execute(select(func.count()).select_from(User))).scalar_one()) == 0
+
+
+async def seed_demo(db: AsyncSession) -> list[DemoLogin]:
+    admin, _ = await bootstrap_admin(db, email="admin@bazaar.example", password=DEMO_PASSWORD, name="Demo Admin")
+    logins = [DemoLogin(admin.email, "super_admin")]
+    admin_actor = Principal(
+        user_id=admin.id,
+        session_id=admin.id,
+        persona="super_admin",
+        personas=("super_admin",),
+        permissions=frozenset(await user_service.permissions_of(db, "super_admin")),
+    )
+    for index, (email, name) in enumerate(BUILDERS):
+        # The first builder also buys (holds end_user too), as builders often do.
+        extra = ["end_user"] if index == 0 else []
+        body = UserCreate(email=email, password=DEMO_PASSWORD, name=name, persona="builder", personas=["builder", *extra])
+        builder = await user_service.create(db, admin_actor, body)
+        logins.append(DemoLogin(email, "builder"))
+        builder_actor = Principal(
+            user_id=builder.id,
+            session_id=builder.id,
+            persona="builder",
+            personas=("builder",),
+            permissions=frozenset(await user_service.permissions_of(db, "builder")),
+        )
+        for title, description, target in PROJECTS:
+            project = await project_service.create(
+                db,
+                builder_actor,
+                ProjectCreate(
+                    name=f"{title}" if index == 0 else f"{title} ({name.split()[0]})",
+                    description=description,
+                    prompt=f"You are {title}. {description}. Be concise and cite your sources.",
+                    llm="offline",
+                ),
+            )
+            path = {
+                ProjectStatus.DRAFT: [],
+                ProjectStatus.IN_DEVELOPMENT: ["in_development"],
+                ProjectStatus.READY: ["in_development", "ready"],
+            }[target]
+            for step in path:
+                await project_service.set_status(db, builder_actor, project.id, ProjectStatusUpdate(status=step))
+    for email, name in END_USERS:
+        await user_service.create(
+            db, admin_actor, UserCreate(email=email, password=DEMO_PASSWORD, name=name, persona="end_user")
+        )
+        logins.append(DemoLogin(email, "end_user"))
+    return logins

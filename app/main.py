@@ -1,0 +1,60 @@
+"""The FastAPI application factory."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.auth.router import router as auth_router
+from app.core.config import Settings, get_settings
+from app.core.db import dispose_engine, init_engine
+from app.core.errors import install_error_handlers
+from app.core.health import router as health_router
+from app.core.logging import configure_logging
+from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.core.runtime import start_runtime, stop_runtime
+from app.projects.router import router as projects_router
+from app.users.router import router as users_router
+
+DESCRIPTION = """
+Bazaar's API: a marketplace for AI chat applications.
+
+**Auth**: `Authorization: Bearer <accessToken>` from `POST /api/auth/login`. Personas:
+`super_admin`, `builder`, `end_user`; the token carries the active one.
+
+**Errors** always have the shape `{"error": {"code", "message", "details"}}`.
+
+**Lists** take `?page=&limit=&sort=` and return `{"items": [...], "pagination": {"total", "page", "limit"}}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        init_engine(settings)
+        start_runtime(settings)
+        try:
+            yield
+        finally:
+            await stop_runtime()
+            await dispose_engine()
+
+    configure_logging(settings.log_level, settings.log_json)
+    app = FastAPI(title="Bazaar API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    install_error_handlers(app)
+    for router in (health_router, auth_router, users_router, projects_router):
+        app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            allow_credentials=True,
+        )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app

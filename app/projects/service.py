@@ -1,0 +1,181 @@
+"""Projects: CRUD with ownership, plan limits and the explicit status state machine."""
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.permissions import Perm
+from app.core.errors import Conflict, Forbidden, NotFound
+from app.core.events import record_event
+from app.core.pagination import PageParams, apply_sort, paginate
+from app.core.principal import Principal
+from app.models import Project, ProjectStatus
+from app.projects.repository import project_repository
+from app.projects.schemas import ProjectCreate, ProjectOut, ProjectStatusUpdate, ProjectUpdate
+from app.projects.states import LISTED, marketplace_may_move, owner_may_move
+from app.users.service import user_service
+
+_SORTABLE = {"createdAt": Project.created_at, "updatedAt": Project.updated_at, "name": Project.name}
+
+
+class ProjectService:
+    @staticmethod
+    def out(project: Project) -> ProjectOut:
+        return ProjectOut(
+            id=project.id,
+            user_id=project.user_id,
+            name=project.name,
+            description=project.description,
+            prompt=project.prompt,
+            status=project.status,
+            llm=project.llm,
+            mcp_servers=project.mcp_servers,
+            metadata=project.metadata_,
+            created_at=project.created_at,
+            updated_at=project.updated_at,
+        )
+
+    async def list_visible(
+        self,
+        db: AsyncSession,
+        actor: Principal,
+        params: PageParams,
+        *,
+        owner_id: UUID | None = None,
+        status: str | None = None,
+        q: str | None = None,
+    ) -> tuple[list[ProjectOut], int]:
+        """Builders see their own projects; admins see all (optionally one owner's)."""
+        if not actor.can(Perm.PROJECTS_READ_ANY):
+            if owner_id is not None and owner_id != actor.user_id:
+                raise NotFound("User not found", code="user_not_found")
+            owner_id = actor.user_id
+        stmt = project_repository.search(owner_id=owner_id, status=status, q=q)
+        stmt = apply_sort(stmt, params.sort, _SORTABLE, default="-createdAt", tiebreak=Project.id)
+        projects, total = await paginate(db, stmt, params)
+        return [self.out(p) for p in projects], total
+
+    async def get_visible(self, db: AsyncSession, actor: Principal, project_id: UUID, *, for_update: bool = False) -> Project:
+        project = await project_repository.get(db, project_id, for_update=for_update)
+        # Someone else's project is reported missing rather than forbidden: ids do not leak.
+        if project is None or (project.user_id != actor.user_id and not actor.can(Perm.PROJECTS_READ_ANY)):
+            raise NotFound("Project not found", code="project_not_found")
+        return project
+
+    async def _get_changeable(self, db: AsyncSession, actor: Principal, project_id: UUID) -> Project:
+        project = await self.get_visible(db, actor, project_id, for_update=True)
+        if project.user_id != actor.user_id and not actor.can(Perm.PROJECTS_MANAGE_ANY):
+            raise Forbidden("Only the owner may change this project")
+        return project
+
+    async def create(self, db: AsyncSession, actor: Principal, body: ProjectCreate) -> Project:
+        owner = await user_service.get(db, actor.user_id)
+        limits: dict[str, Any] = await user_service.plan_limits(db, owner.plan) if owner else {}
+        max_projects = limits.get("maxProjects")
+        if isinstance(max_projects, int) and await project_repository.count_owned(db, actor.user_id) >= max_projects:
+            raise Forbidden(
+                f"Your plan allows {max_projects} active projects; archive one or upgrade",
+                code="plan_limit_reached",
+                details={"limit": "maxProjects", "value": max_projects},
+            )
+        project = Project(
+            user_id=actor.user_id,
+            name=body.name,
+            description=body.description,
+            prompt=body.prompt,
+            llm=body.llm,
+            mcp_servers=list(body.mcp_servers),
+            metadata_=body.metadata,
+            status=ProjectStatus.DRAFT,
+        )
+        db.add(project)
+        await db.flush()
+        await record_event(
+            db,
+            "project.created",
+            actor_id=actor.user_id,
+            subject_id=project.id,
+            payload={"ownerId": str(actor.user_id), "name": project.name, "llm": project.llm, "status": project.status},
+        )
+        return project
+
+    async def update(self, db: AsyncSession, actor: Principal, project_id: UUID, body: ProjectUpdate) -> Project:
+        project = await self._get_changeable(db, actor, project_id)
+        if project.status == ProjectStatus.ARCHIVED:
+            raise Conflict("Archived projects are read-only; restore to draft first", code="project_archived")
+        changes = body.model_dump(exclude_unset=True)
+        for explicit_null in [k for k, v in changes.items() if v is None and k != "llm"]:
+            changes.pop(explicit_null)
+        fields = []
+        for field, value in changes.items():
+            attr = "metadata_" if field == "metadata" else field
+            if getattr(project, attr) != value:
+                setattr(project, attr, value)
+                fields.append(field)
+        if fields:
+            project.updated_at = datetime.now(UTC)
+            await record_event(
+                db, "project.updated", actor_id=actor.user_id, subject_id=project.id, payload={"fields": sorted(fields)}
+            )
+        await db.flush()
+        return project
+
+    async def delete(self, db: AsyncSession, actor: Principal, project_id: UUID) -> None:
+        project = await self._get_changeable(db, actor, project_id)
+        if project.status in LISTED:
+            raise Conflict("Delist the project from the marketplace before deleting it", code="project_listed")
+        project.deleted_at = datetime.now(UTC)
+        await record_event(
+            db, "project.deleted", actor_id=actor.user_id, subject_id=project.id, payload={"status": project.status}
+        )
+
+    async def set_status(
+        self, db: AsyncSession, actor: Principal, project_id: UUID, body: ProjectStatusUpdate
+    ) -> Project:
+        project = await self._get_changeable(db, actor, project_id)
+        current, target = ProjectStatus(project.status), ProjectStatus(body.status)
+        if current == target:
+            return project
+        if not owner_may_move(current, target):
+            raise Conflict(
+                f"A {current} project cannot move to {target}",
+                code="invalid_status_transition",
+                details={"from": current.value, "to": target.value},
+            )
+        return await self._move(db, actor.user_id, project, target)
+
+    async def set_marketplace_status(
+        self, db: AsyncSession, actor_id: UUID, project_id: UUID, target: ProjectStatus
+    ) -> Project:
+        """For the marketplace domain: publish, hold, reinstate or delist a project."""
+        project = await project_repository.get(db, project_id, for_update=True)
+        if project is None:
+            raise NotFound("Project not found", code="project_not_found")
+        current = ProjectStatus(project.status)
+        if not marketplace_may_move(current, target):
+            raise Conflict(
+                f"A {current} project cannot move to {target}",
+                code="invalid_status_transition",
+                details={"from": current.value, "to": target.value},
+            )
+        return await self._move(db, actor_id, project, target)
+
+    @staticmethod
+    async def _move(db: AsyncSession, actor_id: UUID, project: Project, target: ProjectStatus) -> Project:
+        previous = project.status
+        project.status = target
+        project.updated_at = datetime.now(UTC)
+        await record_event(
+            db,
+            "project.status_changed",
+            actor_id=actor_id,
+            subject_id=project.id,
+            payload={"from": previous, "to": target.value, "ownerId": str(project.user_id)},
+        )
+        await db.flush()
+        return project
+
+
+project_service = ProjectService()

@@ -1,0 +1,71 @@
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import EmailStr, Field, StringConstraints
+
+from app.core.schemas import InputSchema, Schema
+
+PersonaName = Literal["super_admin", "builder", "end_user"]
+SelfServicePersona = Literal["builder", "end_user"]
+PlanCode = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")]
+Password = Annotated[str, StringConstraints(min_length=10, max_length=200)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class UserProfile(Schema):
+    """The seed's UserProfile: what every user endpoint returns."""
+
+    id: UUID
+    email: str
+    name: str
+    persona: str = Field(description="Default persona (the one a new login starts in)")
+    personas: list[str]
+    plan: str
+    status: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    last_login_at: datetime | None
+
+
+class UserCreate(InputSchema):
+    email: EmailStr
+    password: Password
+    name: Name
+    persona: PersonaName = Field(description="Self sign-up: builder or end_user only")
+    personas: list[PersonaName] | None = Field(
+        None, description="Extra personas to hold (admins may grant any; sign-up only builder/end_user)"
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class UserUpdate(InputSchema):
+    email: EmailStr | None = None
+    name: Name | None = None
+    password: Password | None = None
+    current_password: str | None = Field(None, description="Required to change your own password or email")
+    persona: PersonaName | None = Field(None, description="Default persona; must be one you hold")
+    personas: list[PersonaName] | None = Field(
+        None, description="Personas held: users add/remove builder and end_user, admins any"
+    )
+    metadata: dict[str, Any] | None = None
+
+
+class UserStatusUpdate(InputSchema):
+    status: Literal["active", "suspended"]
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class SubscriptionUpdate(InputSchema):
+    plan: PlanCode
+
+
+class SubscriptionOut(Schema):
+    id: UUID
+    user_id: UUID
+    plan: str
+    status: str
+    start_date: datetime
+    end_date: datetime | None
+    limits: dict[str, Any]

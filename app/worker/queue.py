@@ -1,0 +1,27 @@
+"""The job queue: procrastinate on Postgres.
+
+Jobs live in the same database as the data, so a job can be enqueued in the transaction of
+the change that caused it (later issues use that for Stripe calls, email, file processing).
+Tasks are declared in each domain's ``tasks.py`` against ``queue``; ``bazaar worker`` runs them.
+"""
+
+from procrastinate import App, PsycopgConnector
+
+from app.core.config import get_settings
+
+TASK_MODULES = ["app.auth.tasks"]
+
+
+def libpq_url(url: str) -> str:
+    """procrastinate talks to psycopg directly: strip SQLAlchemy's driver suffix."""
+    scheme, sep, rest = url.partition("://")
+    return "postgresql" + sep + rest if scheme.startswith("postgres") else url
+
+
+def _connector() -> PsycopgConnector:
+    url = get_settings().database_url
+    # The connector opens lazily: importing this module without a database is fine.
+    return PsycopgConnector(conninfo=libpq_url(url)) if url else PsycopgConnector()
+
+
+queue = App(connector=_connector(), import_paths=TASK_MODULES)
