@@ -85,9 +85,7 @@ def create_admin(
         typer.echo("password must have at least 10 characters", err=True)
         raise typer.Exit(2)
 
-    user, created = _in_transaction(
-        lambda db: bootstrap_admin(db, email=email, password=password, name=name)
-    )
+    user, created = _in_transaction(lambda db: bootstrap_admin(db, email=email, password=password, name=name))
     typer.echo(f"{'created' if created else 'updated'} super admin {user.email} ({user.id})")
 
 
@@ -179,7 +177,8 @@ def dev() -> None:
         typer.echo(f"  API          {base}")
         typer.echo(f"  API docs     {base}/docs")
         typer.echo(f"  health       {base}/healthz   readiness {base}/readyz   metrics {base}/metrics")
-        typer.echo(f"  database     {f'embedded Postgres ({settings.var_dir}/pgdata)' if settings.database_url is None else 'DATABASE_URL'}")
+        embedded = f"embedded Postgres ({settings.var_dir}/pgdata)"
+        typer.echo(f"  database     {embedded if settings.database_url is None else 'DATABASE_URL'}")
         typer.echo(f"  redis        {'in-process fallback' if settings.redis_url is None else 'REDIS_URL'}")
         typer.echo("Press Ctrl-C to stop.")
     else:
@@ -211,7 +210,7 @@ def _wait_for(url: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own localhost URL
+            with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return True
         except OSError:

@@ -12,7 +12,7 @@ from app.projects.service import project_service
 from app.users.schemas import UserCreate
 from app.users.service import bootstrap_admin, user_service
 
-DEMO_PASSWORD = "bazaar-demo-pass"  # noqa: S105 - printed to the console on purpose
+DEMO_PASSWORD = "bazaar-demo-pass"
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,9 @@ async def database_is_empty(db: AsyncSession) -> bool:
 
 
 async def seed_demo(db: AsyncSession) -> list[DemoLogin]:
-    admin, _ = await bootstrap_admin(db, email="admin@bazaar.example", password=DEMO_PASSWORD, name="Demo Admin")
+    admin, _ = await bootstrap_admin(
+        db, email="admin@bazaar.example", password=DEMO_PASSWORD, name="Demo Admin"
+    )
     logins = [DemoLogin(admin.email, "super_admin")]
     admin_actor = Principal(
         user_id=admin.id,
@@ -53,7 +55,9 @@ async def seed_demo(db: AsyncSession) -> list[DemoLogin]:
     for index, (email, name) in enumerate(BUILDERS):
         # The first builder also buys (holds end_user too), as builders often do.
         extra = ["end_user"] if index == 0 else []
-        body = UserCreate(email=email, password=DEMO_PASSWORD, name=name, persona="builder", personas=["builder", *extra])
+        body = UserCreate(
+            email=email, password=DEMO_PASSWORD, name=name, persona="builder", personas=["builder", *extra]
+        )
         builder = await user_service.create(db, admin_actor, body)
         logins.append(DemoLogin(email, "builder"))
         builder_actor = Principal(
@@ -80,7 +84,9 @@ async def seed_demo(db: AsyncSession) -> list[DemoLogin]:
                 ProjectStatus.READY: ["in_development", "ready"],
             }[target]
             for step in path:
-                await project_service.set_status(db, builder_actor, project.id, ProjectStatusUpdate(status=step))
+                await project_service.set_status(
+                    db, builder_actor, project.id, ProjectStatusUpdate(status=step)
+                )
     for email, name in END_USERS:
         await user_service.create(
             db, admin_actor, UserCreate(email=email, password=DEMO_PASSWORD, name=name, persona="end_user")

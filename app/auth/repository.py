@@ -9,8 +9,10 @@ from app.models import AuthSession, RefreshToken, User
 
 class SessionRepository:
     async def get_with_user(self, db: AsyncSession, session_id: UUID) -> tuple[AuthSession, User] | None:
-        stmt = select(AuthSession, User).join(User, User.id == AuthSession.user_id).where(
-            AuthSession.id == session_id
+        stmt = (
+            select(AuthSession, User)
+            .join(User, User.id == AuthSession.user_id)
+            .where(AuthSession.id == session_id)
         )
         row = (await db.execute(stmt)).first()
         return (row[0], row[1]) if row else None
@@ -28,7 +30,9 @@ class SessionRepository:
         stmt = select(AuthSession.id).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
         return list((await db.execute(stmt)).scalars())
 
-    async def revoke_user_sessions(self, db: AsyncSession, user_id: UUID, at: datetime, reason: str) -> list[UUID]:
+    async def revoke_user_sessions(
+        self, db: AsyncSession, user_id: UUID, at: datetime, reason: str
+    ) -> list[UUID]:
         stmt = (
             update(AuthSession)
             .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))

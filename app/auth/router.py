@@ -60,4 +60,6 @@ async def update_persona(
     Returns a new access token carrying the persona; the refresh token keeps working and
     refreshes into the new persona. Access tokens of the old persona stop working."""
     access, current = await auth_service.switch_persona(db, rt, principal, body.persona)
-    return PersonaSwitchResponse(access_token=access, expires_in=rt.settings.access_token_ttl_seconds, user=current)
+    return PersonaSwitchResponse(
+        access_token=access, expires_in=rt.settings.access_token_ttl_seconds, user=current
+    )

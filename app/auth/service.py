@@ -50,10 +50,14 @@ class Authenticated:
 
 
 class AuthService:
-    async def login(self, db: AsyncSession, rt: Runtime, body: LoginRequest, client: ClientInfo) -> TokenResponse:
+    async def login(
+        self, db: AsyncSession, rt: Runtime, body: LoginRequest, client: ClientInfo
+    ) -> TokenResponse:
         email = str(body.email).lower()
         limiter = rt.rate_limiter
-        await limiter.hit(rt.settings.login_rate_limit_ip, "login-ip", client.ip, message="Too many login attempts")
+        await limiter.hit(
+            rt.settings.login_rate_limit_ip, "login-ip", client.ip, message="Too many login attempts"
+        )
         await limiter.hit(
             rt.settings.login_rate_limit_account, "login-account", email, message="Too many login attempts"
         )
@@ -82,7 +86,11 @@ class AuthService:
         refresh_token = self._issue_refresh_token(db, session, now, expires_at)
         await user_service.record_login(db, user)
         await record_event(
-            db, "session.login", actor_id=user.id, subject_id=session.id, payload={"persona": persona, "ip": client.ip}
+            db,
+            "session.login",
+            actor_id=user.id,
+            subject_id=session.id,
+            payload={"persona": persona, "ip": client.ip},
         )
         current = await self._current_user(db, user, session, persona)
         return self._tokens(rt, session, current, refresh_token)
@@ -151,7 +159,9 @@ class AuthService:
             )
             self._forget_after_commit(db, rt, [session.id])
         current = await self._current_user(db, user, session, persona)
-        access = create_access_token(rt.settings, rt.jwt_secret, user_id=user.id, persona=persona, session_id=session.id)
+        access = create_access_token(
+            rt.settings, rt.jwt_secret, user_id=user.id, persona=persona, session_id=session.id
+        )
         return access, current
 
     async def authenticate(self, db: AsyncSession, rt: Runtime, token: str) -> Authenticated:
@@ -160,7 +170,9 @@ class AuthService:
         try:
             claims = decode_access_token(rt.settings, token, rt.jwt_secret)
         except InvalidToken as exc:
-            message = "Access token has expired" if str(exc) == "token_expired" else "Access token is not valid"
+            message = (
+                "Access token has expired" if str(exc) == "token_expired" else "Access token is not valid"
+            )
             raise Unauthorized(message, code=str(exc)) from exc
         key = _principal_key(claims.session_id)
         cached = await rt.cache.get(key)
@@ -168,7 +180,9 @@ class AuthService:
             entry: dict[str, Any] = orjson.loads(cached)
         else:
             entry = await self._load_entry(db, claims.session_id)
-            ttl = min(rt.settings.session_cache_ttl_seconds, int(entry["expiresAt"] - datetime.now(UTC).timestamp()))
+            ttl = min(
+                rt.settings.session_cache_ttl_seconds, int(entry["expiresAt"] - datetime.now(UTC).timestamp())
+            )
             if ttl > 0:
                 await rt.cache.set(key, orjson.dumps(entry), ttl)
         if entry["expiresAt"] <= datetime.now(UTC).timestamp():
@@ -203,7 +217,9 @@ class AuthService:
 
     async def on_user_access_changed(self, db: AsyncSession, rt: Runtime, user_id: UUID, reason: str) -> None:
         if reason in _ENDS_SESSIONS:
-            session_ids = await session_repository.revoke_user_sessions(db, user_id, datetime.now(UTC), reason)
+            session_ids = await session_repository.revoke_user_sessions(
+                db, user_id, datetime.now(UTC), reason
+            )
         else:
             session_ids = await session_repository.live_session_ids(db, user_id)
         self._forget_after_commit(db, rt, session_ids)
@@ -226,10 +242,17 @@ class AuthService:
         after_commit(db, forget)
 
     @staticmethod
-    def _issue_refresh_token(db: AsyncSession, session: AuthSession, now: datetime, expires_at: datetime) -> str:
+    def _issue_refresh_token(
+        db: AsyncSession, session: AuthSession, now: datetime, expires_at: datetime
+    ) -> str:
         raw = new_refresh_token()
         db.add(
-            RefreshToken(session_id=session.id, token_hash=hash_refresh_token(raw), created_at=now, expires_at=expires_at)
+            RefreshToken(
+                session_id=session.id,
+                token_hash=hash_refresh_token(raw),
+                created_at=now,
+                expires_at=expires_at,
+            )
         )
         return raw
 
@@ -247,7 +270,11 @@ class AuthService:
     @staticmethod
     def _tokens(rt: Runtime, session: AuthSession, current: CurrentUser, refresh_token: str) -> TokenResponse:
         access = create_access_token(
-            rt.settings, rt.jwt_secret, user_id=session.user_id, persona=current.active_persona, session_id=session.id
+            rt.settings,
+            rt.jwt_secret,
+            user_id=session.user_id,
+            persona=current.active_persona,
+            session_id=session.id,
         )
         return TokenResponse(
             access_token=access,

@@ -21,9 +21,7 @@ async def purge_ended_sessions(timestamp: int) -> int:
     cutoff = datetime.now(UTC) - KEEP_ENDED_SESSIONS
     async with sessionmaker()() as db:
         result = await db.execute(
-            delete(AuthSession).where(
-                or_(AuthSession.expires_at < cutoff, AuthSession.revoked_at < cutoff)
-            )
+            delete(AuthSession).where(or_(AuthSession.expires_at < cutoff, AuthSession.revoked_at < cutoff))
         )
         await db.commit()
     purged = int(getattr(result, "rowcount", 0) or 0)

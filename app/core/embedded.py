@@ -13,11 +13,11 @@ def start_embedded_postgres(var_dir: Path) -> str:
 
     The server keeps running while this process lives and stops when it exits; the data stays.
     """
-    import pgserver  # imported here: production never loads the bundled server
+    from pgserver import get_server  # type: ignore[attr-defined]  # only the embedded default loads it
 
     pgdata = (var_dir / "pgdata").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    server = get_server(pgdata, cleanup_mode="stop")
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
     if "1 row" not in exists:
         server.psql(f"CREATE DATABASE {DATABASE};")

@@ -7,12 +7,21 @@ Services raise ``AppError`` subclasses and never import FastAPI; the handlers re
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
+import orjson
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger("bazaar.errors")
+
+
+class JSONBody(Response):
+    """A JSON response rendered with orjson (error bodies and other hand-built payloads)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 class AppError(Exception):
@@ -104,8 +113,8 @@ def error_response(
     message: str,
     details: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
-) -> ORJSONResponse:
-    return ORJSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+) -> JSONBody:
+    return JSONBody(error_body(code, message, details), status_code=status, headers=headers)
 
 
 _HTTP_CODES = {
@@ -130,12 +139,12 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return fields
 
 
-async def _app_error_handler(_: Request, exc: Exception) -> ORJSONResponse:
+async def _app_error_handler(_: Request, exc: Exception) -> JSONBody:
     assert isinstance(exc, AppError)
     return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
-async def _validation_handler(_: Request, exc: Exception) -> ORJSONResponse:
+async def _validation_handler(_: Request, exc: Exception) -> JSONBody:
     assert isinstance(exc, RequestValidationError)
     errors = _validation_details(exc)
     if any(err["type"] == "json_invalid" for err in errors):
@@ -143,14 +152,15 @@ async def _validation_handler(_: Request, exc: Exception) -> ORJSONResponse:
     return error_response(422, "validation_error", "Request is invalid", {"errors": errors})
 
 
-async def _http_handler(_: Request, exc: Exception) -> ORJSONResponse:
+async def _http_handler(_: Request, exc: Exception) -> JSONBody:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    return error_response(exc.status_code, code, message, headers=exc.headers)
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, message, headers=headers)
 
 
-async def _unhandled_handler(_: Request, exc: Exception) -> ORJSONResponse:
+async def _unhandled_handler(_: Request, exc: Exception) -> JSONBody:
     logger.exception("unhandled error", exc_info=exc)
     return error_response(500, "internal_error", "Internal server error")
 

@@ -1,10 +1,10 @@
 """Liveness, readiness and Prometheus metrics endpoints."""
 
 from fastapi import APIRouter, Response
-from fastapi.responses import ORJSONResponse
 from sqlalchemy import text
 
 from app.core.db import get_engine
+from app.core.errors import JSONBody
 from app.core.metrics import render_metrics
 from app.core.runtime import runtime
 
@@ -18,7 +18,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "A dependency is down"}})
-async def readyz() -> ORJSONResponse:
+async def readyz() -> JSONBody:
     """Database and Redis (when configured) answer. Public; 503 with the failing check."""
     checks: dict[str, str] = {}
     try:
@@ -38,8 +38,8 @@ async def readyz() -> ORJSONResponse:
             checks["redis"] = f"error: {type(exc).__name__}"
     ready = all(value in {"ok", "embedded"} for value in checks.values())
     if ready:
-        return ORJSONResponse({"status": "ready", "checks": checks})
-    return ORJSONResponse(
+        return JSONBody({"status": "ready", "checks": checks})
+    return JSONBody(
         {"error": {"code": "not_ready", "message": "A dependency is unavailable", "details": checks}},
         status_code=503,
     )

@@ -1,4 +1,5 @@
 from datetime import UTC, datetime
+from typing import Any, ClassVar
 from uuid import UUID
 
 from sqlalchemy import DateTime, MetaData, func
@@ -22,7 +23,7 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: DateTime(timezone=True)}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
 
 
 class IdMixin:
@@ -31,6 +32,4 @@ class IdMixin:
 
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(
-        default=utcnow, server_default=func.now(), onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now(), onupdate=utcnow)

@@ -5,7 +5,6 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.pagination import like_pattern
-
 from app.models import Project
 
 
@@ -34,8 +33,10 @@ class ProjectRepository:
         return stmt
 
     async def count_owned(self, db: AsyncSession, owner_id: UUID) -> int:
-        stmt = select(func.count()).select_from(Project).where(
-            Project.user_id == owner_id, Project.deleted_at.is_(None), Project.status != "archived"
+        stmt = (
+            select(func.count())
+            .select_from(Project)
+            .where(Project.user_id == owner_id, Project.deleted_at.is_(None), Project.status != "archived")
         )
         return int((await db.execute(stmt)).scalar_one())
 

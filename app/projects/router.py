@@ -26,7 +26,9 @@ async def list_projects(
     user_id: Annotated[UUID | None, Query(alias="userId", description="Owner (admins)")] = None,
 ) -> Page[ProjectOut]:
     """Your projects; admins see every builder's. Sort: `createdAt`, `updatedAt`, `name`."""
-    items, total = await project_service.list_visible(db, principal, page, owner_id=user_id, status=status, q=q)
+    items, total = await project_service.list_visible(
+        db, principal, page, owner_id=user_id, status=status, q=q
+    )
     return Page(items=items, pagination=PaginationInfo(total=total, page=page.page, limit=page.limit))
 
 
@@ -52,7 +54,9 @@ async def get_project(project_id: UUID, db: DB, principal: CurrentPrincipal) -> 
 
 
 @router.put("/{project_id}", response_model=ProjectOut, responses=errors(401, 403, 404, 409))
-async def update_project(project_id: UUID, body: ProjectUpdate, db: DB, principal: CurrentPrincipal) -> ProjectOut:
+async def update_project(
+    project_id: UUID, body: ProjectUpdate, db: DB, principal: CurrentPrincipal
+) -> ProjectOut:
     """Edit name, description, prompt, llm, mcpServers, metadata. Owner or admins."""
     return project_service.out(await project_service.update(db, principal, project_id, body))
 

@@ -57,7 +57,9 @@ class ProjectService:
         projects, total = await paginate(db, stmt, params)
         return [self.out(p) for p in projects], total
 
-    async def get_visible(self, db: AsyncSession, actor: Principal, project_id: UUID, *, for_update: bool = False) -> Project:
+    async def get_visible(
+        self, db: AsyncSession, actor: Principal, project_id: UUID, *, for_update: bool = False
+    ) -> Project:
         project = await project_repository.get(db, project_id, for_update=for_update)
         # Someone else's project is reported missing rather than forbidden: ids do not leak.
         if project is None or (project.user_id != actor.user_id and not actor.can(Perm.PROJECTS_READ_ANY)):
@@ -74,7 +76,10 @@ class ProjectService:
         owner = await user_service.get(db, actor.user_id)
         limits: dict[str, Any] = await user_service.plan_limits(db, owner.plan) if owner else {}
         max_projects = limits.get("maxProjects")
-        if isinstance(max_projects, int) and await project_repository.count_owned(db, actor.user_id) >= max_projects:
+        if (
+            isinstance(max_projects, int)
+            and await project_repository.count_owned(db, actor.user_id) >= max_projects
+        ):
             raise Forbidden(
                 f"Your plan allows {max_projects} active projects; archive one or upgrade",
                 code="plan_limit_reached",
@@ -97,11 +102,18 @@ class ProjectService:
             "project.created",
             actor_id=actor.user_id,
             subject_id=project.id,
-            payload={"ownerId": str(actor.user_id), "name": project.name, "llm": project.llm, "status": project.status},
+            payload={
+                "ownerId": str(actor.user_id),
+                "name": project.name,
+                "llm": project.llm,
+                "status": project.status,
+            },
         )
         return project
 
-    async def update(self, db: AsyncSession, actor: Principal, project_id: UUID, body: ProjectUpdate) -> Project:
+    async def update(
+        self, db: AsyncSession, actor: Principal, project_id: UUID, body: ProjectUpdate
+    ) -> Project:
         project = await self._get_changeable(db, actor, project_id)
         if project.status == ProjectStatus.ARCHIVED:
             raise Conflict("Archived projects are read-only; restore to draft first", code="project_archived")
@@ -117,7 +129,11 @@ class ProjectService:
         if fields:
             project.updated_at = datetime.now(UTC)
             await record_event(
-                db, "project.updated", actor_id=actor.user_id, subject_id=project.id, payload={"fields": sorted(fields)}
+                db,
+                "project.updated",
+                actor_id=actor.user_id,
+                subject_id=project.id,
+                payload={"fields": sorted(fields)},
             )
         await db.flush()
         return project
@@ -125,10 +141,16 @@ class ProjectService:
     async def delete(self, db: AsyncSession, actor: Principal, project_id: UUID) -> None:
         project = await self._get_changeable(db, actor, project_id)
         if project.status in LISTED:
-            raise Conflict("Delist the project from the marketplace before deleting it", code="project_listed")
+            raise Conflict(
+                "Delist the project from the marketplace before deleting it", code="project_listed"
+            )
         project.deleted_at = datetime.now(UTC)
         await record_event(
-            db, "project.deleted", actor_id=actor.user_id, subject_id=project.id, payload={"status": project.status}
+            db,
+            "project.deleted",
+            actor_id=actor.user_id,
+            subject_id=project.id,
+            payload={"status": project.status},
         )
 
     async def set_status(

@@ -7,7 +7,6 @@ from sqlalchemy import Select, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.pagination import like_pattern
-
 from app.models import (
     Permission,
     Plan,
@@ -54,9 +53,7 @@ class UserRepository:
             pattern = like_pattern(q)
             stmt = stmt.where(or_(User.email.ilike(pattern), User.name.ilike(pattern)))
         if persona:
-            stmt = stmt.where(
-                User.id.in_(select(UserRole.user_id).where(UserRole.role == persona))
-            )
+            stmt = stmt.where(User.id.in_(select(UserRole.user_id).where(UserRole.role == persona)))
         if plan:
             stmt = stmt.where(User.plan == plan)
         return stmt
@@ -75,9 +72,7 @@ class UserRepository:
         return result
 
     async def set_personas(self, db: AsyncSession, user_id: UUID, personas: set[str]) -> None:
-        await db.execute(
-            delete(UserRole).where(UserRole.user_id == user_id, UserRole.role.not_in(personas))
-        )
+        await db.execute(delete(UserRole).where(UserRole.user_id == user_id, UserRole.role.not_in(personas)))
         existing = set(await self.personas(db, user_id))
         for role in sorted(personas - existing):
             db.add(UserRole(user_id=user_id, role=role))

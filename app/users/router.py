@@ -70,7 +70,9 @@ async def delete_user(user_id: UUID, db: DB, principal: CurrentPrincipal) -> Non
 
 
 @router.get("/{user_id}/projects", response_model=Page[ProjectOut], responses=errors(401, 404))
-async def list_user_projects(user_id: UUID, db: DB, principal: CurrentPrincipal, page: Pagination) -> Page[ProjectOut]:
+async def list_user_projects(
+    user_id: UUID, db: DB, principal: CurrentPrincipal, page: Pagination
+) -> Page[ProjectOut]:
     """Projects owned by a user: yourself, or anyone for admins."""
     await user_service.get_visible(db, principal, user_id)
     items, total = await project_service.list_visible(db, principal, page, owner_id=user_id)
@@ -78,7 +80,9 @@ async def list_user_projects(user_id: UUID, db: DB, principal: CurrentPrincipal,
 
 
 @router.put("/{user_id}/status", response_model=UserProfile, responses=errors(401, 403, 404, 409))
-async def set_user_status(user_id: UUID, body: UserStatusUpdate, db: DB, principal: CurrentPrincipal) -> UserProfile:
+async def set_user_status(
+    user_id: UUID, body: UserStatusUpdate, db: DB, principal: CurrentPrincipal
+) -> UserProfile:
     """Suspend or activate an account. Admins only. Suspension ends the user's sessions at once."""
     user = await user_service.set_status(db, principal, user_id, body)
     return await user_service.profile(db, user)

@@ -99,7 +99,7 @@ class UserService:
         return await self.profiles(db, users), total
 
     async def create(self, db: AsyncSession, actor: Principal | None, body: UserCreate) -> User:
-        personas = {body.persona, *(body.personas or [])}
+        personas: set[str] = {body.persona, *(body.personas or [])}
         is_admin = actor is not None and actor.can(Perm.USERS_MANAGE)
         if actor is not None and not is_admin:
             raise Forbidden("Only administrators create accounts for others", code="forbidden")
@@ -140,7 +140,11 @@ class UserService:
         acting_on_self = actor.user_id == user_id
         changed: dict[str, Any] = {}
         sensitive = body.password is not None or (body.email is not None and body.email != user.email)
-        if sensitive and acting_on_self and not verify_password(user.password_hash, body.current_password or ""):
+        if (
+            sensitive
+            and acting_on_self
+            and not verify_password(user.password_hash, body.current_password or "")
+        ):
             raise Forbidden("currentPassword is wrong or missing", code="current_password_required")
         if body.email is not None and body.email.lower() != user.email:
             if await user_repository.email_taken(db, body.email, excluding=user.id):
@@ -158,7 +162,7 @@ class UserService:
             changed["metadata"] = True
         held = set(await user_repository.personas(db, user.id))
         if body.personas is not None:
-            wanted = set(body.personas)
+            wanted: set[str] = set(body.personas)
             if not wanted:
                 raise ValidationFailed("A user must hold at least one persona", code="personas_empty")
             if not is_admin and (wanted ^ held) - SELF_SERVICE_PERSONAS:
@@ -184,7 +188,11 @@ class UserService:
         if changed:
             user.updated_at = datetime.now(UTC)
             await record_event(
-                db, "user.updated", actor_id=actor.user_id, subject_id=user.id, payload={"fields": sorted(changed)}
+                db,
+                "user.updated",
+                actor_id=actor.user_id,
+                subject_id=user.id,
+                payload={"fields": sorted(changed)},
             )
             await self._access_changed(db, user.id, "profile_updated")
         await db.flush()
@@ -205,7 +213,7 @@ class UserService:
         previous = user.status
         user.status = body.status
         user.updated_at = datetime.now(UTC)
-        event = "user.suspended" if body.status == UserStatus.SUSPENDED else "user.activated"
+        event = "user.suspended" if body.status == "suspended" else "user.activated"
         await record_event(
             db,
             event,
@@ -213,7 +221,7 @@ class UserService:
             subject_id=user.id,
             payload={"from": previous, "to": body.status, "reason": body.reason},
         )
-        if body.status == UserStatus.SUSPENDED:
+        if body.status == "suspended":
             await self._access_changed(db, user.id, "user_suspended")
         await db.flush()
         return user
@@ -248,7 +256,12 @@ class UserService:
             "user.subscription_changed",
             actor_id=actor.user_id,
             subject_id=user.id,
-            payload={"from": previous, "to": plan.code, "priceMinor": plan.price_minor, "currency": plan.currency},
+            payload={
+                "from": previous,
+                "to": plan.code,
+                "priceMinor": plan.price_minor,
+                "currency": plan.currency,
+            },
         )
         await self._access_changed(db, user.id, "plan_changed")
         await db.flush()
@@ -286,7 +299,9 @@ class UserService:
 user_service = UserService()
 
 
-async def bootstrap_admin(db: AsyncSession, *, email: str, password: str | None, name: str) -> tuple[User, bool]:
+async def bootstrap_admin(
+    db: AsyncSession, *, email: str, password: str | None, name: str
+) -> tuple[User, bool]:
     """Create a super admin, or grant super_admin to an existing account (``bazaar create-admin``).
 
     Returns the user and whether it was newly created."""

@@ -1,0 +1,136 @@
+"""Test fixtures: the real Postgres and Redis of the machine, a fresh schema per test run.
+
+* Postgres: ``TEST_DATABASE_URL`` or ``postgresql://postgres@127.0.0.1:5432``; each xdist
+  worker gets its own database, migrated once with Alembic. When no server answers, an
+  embedded ``pgserver`` under a temporary folder stands in.
+* Redis: ``TEST_REDIS_URL`` or ``redis://127.0.0.1:6379/0`` with a per-worker key prefix;
+  without a server the in-process fallbacks are used.
+* Every test starts with empty tables (reference data kept) and no Redis keys of its prefix.
+"""
+
+import os
+import socket
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import redis
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from app.core.config import Settings
+from app.core.db import sessionmaker
+from app.core.migrate import upgrade_database
+from app.main import create_app
+
+REFERENCE_TABLES = {"alembic_version", "roles", "permissions", "role_permissions", "plans"}
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _worker_id() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    name = f"bazaar_test_{_worker_id()}"
+    base = os.environ.get("TEST_DATABASE_URL")
+    if base is None and not _reachable("127.0.0.1", 5432):
+        from app.core.embedded import start_embedded_postgres
+
+        folder = tempfile.mkdtemp(prefix="bazaar-test-pg-")
+        yield start_embedded_postgres(Path(folder))
+        return
+    base = base or "postgresql://postgres@127.0.0.1:5432/postgres"
+    admin_url = base.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = base.rsplit("/", 1)[0] + f"/{name}"
+    upgrade_database(url)
+    yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str | None:
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    return url if _reachable("127.0.0.1", 6379) or "TEST_REDIS_URL" in os.environ else None
+
+
+@pytest.fixture(scope="session")
+def redis_prefix() -> str:
+    return f"bazaar-test-{_worker_id()}:"
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str | None, redis_prefix: str, tmp_path: Path) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        environment="test",
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        jwt_secret="test-secret-0123456789-abcdefghijklmnop",  # type: ignore[arg-type]
+        var_dir=tmp_path / "var",
+        log_json=True,
+        log_level="WARNING",
+        database_pool_size=5,
+    )
+
+
+def _clean_redis(url: str | None, prefix: str) -> None:
+    if url is None:
+        return
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    _clean_redis(settings.redis_url, settings.redis_prefix)
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        try:
+            yield application
+        finally:
+            async with sessionmaker()() as db:
+                tables = (
+                    await db.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+                ).scalars()
+                to_clear = sorted(set(tables) - REFERENCE_TABLES)
+                await db.execute(text(f"TRUNCATE {', '.join(to_clear)} RESTART IDENTITY CASCADE"))
+                await db.commit()
+            _clean_redis(settings.redis_url, settings.redis_prefix)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def make_settings(settings: Settings) -> Callable[..., Settings]:
+    """The test settings with some fields changed (for a test's own app)."""
+
+    def make(**changes: Any) -> Settings:
+        return settings.model_copy(update=changes)
+
+    return make
