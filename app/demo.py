@@ -9,7 +9,7 @@ from app.core.principal import Principal
 from app.models import ProjectStatus, User
 from app.projects.schemas import ProjectCreate, ProjectStatusUpdate
 from app.projects.service import project_service
-from app.users.schemas import UserCreate
+from app.users.schemas import SubscriptionUpdate, UserCreate
 from app.users.service import bootstrap_admin, user_service
 
 DEMO_PASSWORD = "bazaar-demo-pass"
@@ -59,6 +59,8 @@ async def seed_demo(db: AsyncSession) -> list[DemoLogin]:
             email=email, password=DEMO_PASSWORD, name=name, persona="builder", personas=["builder", *extra]
         )
         builder = await user_service.create(db, admin_actor, body)
+        # On pro, so the demo builders have room for more projects than the free plan's three.
+        await user_service.change_plan(db, admin_actor, builder.id, SubscriptionUpdate(plan="pro"))
         logins.append(DemoLogin(email, "builder"))
         builder_actor = Principal(
             user_id=builder.id,

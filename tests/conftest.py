@@ -42,9 +42,19 @@ def _worker_id() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
+def _drop_stale_test_databases(conn: psycopg.Connection[Any]) -> None:
+    """Databases of test runs whose process is gone (killed runs cannot clean up)."""
+    names = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'bazaar_test_%'").fetchall()
+    for (name,) in names:
+        pid = name.rsplit("_", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    name = f"bazaar_test_{_worker_id()}"
+    # One database per test process, so parallel runs (xdist workers, two developers) never meet.
+    name = f"bazaar_test_{_worker_id()}_{os.getpid()}"
     base = os.environ.get("TEST_DATABASE_URL")
     if base is None and not _reachable("127.0.0.1", 5432):
         from app.core.embedded import start_embedded_postgres
@@ -55,11 +65,15 @@ def database_url() -> Iterator[str]:
     base = base or "postgresql://postgres@127.0.0.1:5432/postgres"
     admin_url = base.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_stale_test_databases(conn)
         conn.execute(f'CREATE DATABASE "{name}"')
     url = base.rsplit("/", 1)[0] + f"/{name}"
-    upgrade_database(url)
-    yield url
+    try:
+        upgrade_database(url)
+        yield url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +84,7 @@ def redis_url() -> str | None:
 
 @pytest.fixture(scope="session")
 def redis_prefix() -> str:
-    return f"bazaar-test-{_worker_id()}:"
+    return f"bazaar-test-{_worker_id()}-{os.getpid()}:"
 
 
 @pytest.fixture

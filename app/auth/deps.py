@@ -8,7 +8,8 @@ permissions (data in ``role_permissions``).
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.auth.permissions import Perm
 from app.auth.service import Authenticated, ClientInfo, auth_service
@@ -25,6 +26,12 @@ def get_runtime() -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
+# Declared for OpenAPI (the lock icon and the "Authorize" button); the header is parsed below so
+# that a wrong scheme is a clear 401 rather than silently anonymous.
+bearer_scheme = HTTPBearer(auto_error=False, description="Access token from POST /api/auth/login")
+BearerDoc = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
+
+
 def _bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if not header:
@@ -35,7 +42,7 @@ def _bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-async def get_authenticated(request: Request, db: DB, rt: RuntimeDep) -> Authenticated:
+async def get_authenticated(request: Request, db: DB, rt: RuntimeDep, _: BearerDoc) -> Authenticated:
     token = _bearer_token(request)
     if token is None:
         raise Unauthorized("Authentication required", code="not_authenticated")
@@ -46,7 +53,7 @@ async def get_principal(authenticated: Annotated[Authenticated, Depends(get_auth
     return authenticated.principal
 
 
-async def get_optional_principal(request: Request, db: DB, rt: RuntimeDep) -> Principal | None:
+async def get_optional_principal(request: Request, db: DB, rt: RuntimeDep, _: BearerDoc) -> Principal | None:
     token = _bearer_token(request)
     if token is None:
         return None

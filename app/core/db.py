@@ -38,7 +38,7 @@ def init_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.database_max_overflow,
         pool_pre_ping=True,
     )
-    _sessionmaker = async_sessionmaker(_engine, expire_on_commit=False, autoflush=False)
+    _sessionmaker = async_sessionmaker(_engine, expire_on_commit=False)
     return _engine
 
 

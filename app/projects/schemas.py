@@ -2,7 +2,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from app.core.schemas import InputSchema, Schema
 
@@ -32,6 +32,20 @@ class ProjectOut(Schema):
 
 
 class ProjectCreate(InputSchema):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Support Copilot",
+                    "description": "Answers from your help centre",
+                    "prompt": "You are a support agent.",
+                    "llm": "offline",
+                    "mcpServers": [],
+                }
+            ]
+        }
+    )
+
     name: Name
     description: Description = ""
     prompt: Prompt = ""
@@ -41,6 +55,10 @@ class ProjectCreate(InputSchema):
 
 
 class ProjectUpdate(InputSchema):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"prompt": "You are a concise support agent."}]}
+    )
+
     name: Name | None = None
     description: Description | None = None
     prompt: Prompt | None = None
@@ -50,4 +68,6 @@ class ProjectUpdate(InputSchema):
 
 
 class ProjectStatusUpdate(InputSchema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "in_development"}]})
+
     status: OwnerStatus

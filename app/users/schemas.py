@@ -2,7 +2,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import EmailStr, Field, StringConstraints
+from pydantic import ConfigDict, EmailStr, Field, StringConstraints
 
 from app.core.schemas import InputSchema, Schema
 
@@ -30,6 +30,19 @@ class UserProfile(Schema):
 
 
 class UserCreate(InputSchema):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "new@builders.example",
+                    "password": "a-long-password",
+                    "name": "New Builder",
+                    "persona": "builder",
+                }
+            ]
+        }
+    )
+
     email: EmailStr
     password: Password
     name: Name
@@ -41,6 +54,10 @@ class UserCreate(InputSchema):
 
 
 class UserUpdate(InputSchema):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "Ada Lovelace", "personas": ["builder", "end_user"]}]}
+    )
+
     email: EmailStr | None = None
     name: Name | None = None
     password: Password | None = None
@@ -53,11 +70,17 @@ class UserUpdate(InputSchema):
 
 
 class UserStatusUpdate(InputSchema):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"status": "suspended", "reason": "Chargeback fraud under review"}]}
+    )
+
     status: Literal["active", "suspended"]
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
 
 
 class SubscriptionUpdate(InputSchema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"plan": "pro"}]})
+
     plan: PlanCode
 
 
