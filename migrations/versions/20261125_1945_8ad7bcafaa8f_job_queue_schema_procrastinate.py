@@ -23,5 +23,25 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP TABLE IF EXISTS procrastinate_events, procrastinate_periodic_defers, procrastinate_jobs, "
-               "procrastinate_workers CASCADE")
+    # Everything procrastinate created is named procrastinate_*: tables, functions and types.
+    op.execute(
+        """
+        DO $$
+        DECLARE obj record;
+        BEGIN
+            FOR obj IN SELECT tablename FROM pg_tables
+                       WHERE schemaname = 'public' AND tablename LIKE 'procrastinate%' LOOP
+                EXECUTE format('DROP TABLE IF EXISTS %I CASCADE', obj.tablename);
+            END LOOP;
+            FOR obj IN SELECT p.oid::regprocedure AS sig FROM pg_proc p
+                       JOIN pg_namespace n ON n.oid = p.pronamespace
+                       WHERE n.nspname = 'public' AND p.proname LIKE 'procrastinate%' LOOP
+                EXECUTE format('DROP FUNCTION IF EXISTS %s CASCADE', obj.sig);
+            END LOOP;
+            FOR obj IN SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                       WHERE n.nspname = 'public' AND t.typname LIKE 'procrastinate%' AND t.typtype IN ('e', 'c') LOOP
+                EXECUTE format('DROP TYPE IF EXISTS %I CASCADE', obj.typname);
+            END LOOP;
+        END $$;
+        """
+    )
