@@ -32,7 +32,8 @@ def test_downgrade_to_base_and_upgrade_again(database_url):
         command.downgrade(alembic_config(url), "base")
         with psycopg.connect(url) as conn:
             left = conn.execute(
-                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename != 'alembic_version'"
+                "SELECT count(*) FROM pg_tables"
+                " WHERE schemaname = 'public' AND tablename != 'alembic_version'"
             ).fetchone()
         assert left == (0,)
         upgrade_database(url)
