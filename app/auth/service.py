@@ -33,6 +33,11 @@ from app.users.service import user_service
 _ENDS_SESSIONS = {"user_suspended", "user_deleted"}
 
 
+# How long an invalidated session is read from the database rather than the cache: it only
+# has to outlive a request that was loading the session while the change committed.
+_INVALIDATION_MARKER_SECONDS = 5
+
+
 def _principal_key(session_id: UUID) -> str:
     return f"principal:{session_id}"
 
@@ -176,15 +181,16 @@ class AuthService:
             raise Unauthorized(message, code=str(exc)) from exc
         key = _principal_key(claims.session_id)
         cached = await rt.cache.get(key)
-        if cached is not None:
+        if cached:
             entry: dict[str, Any] = orjson.loads(cached)
         else:
             entry = await self._load_entry(db, claims.session_id)
             ttl = min(
                 rt.settings.session_cache_ttl_seconds, int(entry["expiresAt"] - datetime.now(UTC).timestamp())
             )
-            if ttl > 0:
-                await rt.cache.set(key, orjson.dumps(entry), ttl)
+            if ttl > 0 and cached is None:
+                # NX: never overwrite the marker an invalidation left while this request loaded.
+                await rt.cache.set(key, orjson.dumps(entry), ttl, only_if_absent=True)
         if entry["expiresAt"] <= datetime.now(UTC).timestamp():
             raise Unauthorized("Session has expired", code="session_expired")
         user = CurrentUser.model_validate(entry["user"])
@@ -237,7 +243,11 @@ class AuthService:
         keys = [_principal_key(sid) for sid in session_ids]
 
         async def forget() -> None:
-            await rt.cache.delete(*keys)
+            # An empty marker rather than a delete: a request that read the session before this
+            # commit cannot put its stale copy back (it writes with NX). Readers treat the
+            # marker as a miss and load from the database until it expires.
+            for key in keys:
+                await rt.cache.set(key, b"", _INVALIDATION_MARKER_SECONDS)
 
         after_commit(db, forget)
 

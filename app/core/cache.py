@@ -14,7 +14,9 @@ from app.core.config import Settings
 
 class Cache(Protocol):
     async def get(self, key: str) -> bytes | None: ...
-    async def set(self, key: str, value: bytes, ttl_seconds: int) -> None: ...
+    async def set(
+        self, key: str, value: bytes, ttl_seconds: int, *, only_if_absent: bool = False
+    ) -> None: ...
     async def delete(self, *keys: str) -> None: ...
     async def ping(self) -> None: ...
     async def close(self) -> None: ...
@@ -34,9 +36,11 @@ class MemoryCache:
             return None
         return value
 
-    async def set(self, key: str, value: bytes, ttl_seconds: int) -> None:
+    async def set(self, key: str, value: bytes, ttl_seconds: int, *, only_if_absent: bool = False) -> None:
         if len(self._entries) > 100_000:
             self._evict_expired()
+        if only_if_absent and await self.get(key) is not None:
+            return
         self._entries[key] = (time.monotonic() + ttl_seconds, value)
 
     async def delete(self, *keys: str) -> None:
@@ -64,8 +68,8 @@ class RedisCache:
         value = await self._client.get(self._prefix + key)
         return value.encode() if isinstance(value, str) else value
 
-    async def set(self, key: str, value: bytes, ttl_seconds: int) -> None:
-        await self._client.set(self._prefix + key, value, ex=max(1, ttl_seconds))
+    async def set(self, key: str, value: bytes, ttl_seconds: int, *, only_if_absent: bool = False) -> None:
+        await self._client.set(self._prefix + key, value, ex=max(1, ttl_seconds), nx=only_if_absent)
 
     async def delete(self, *keys: str) -> None:
         if keys:
