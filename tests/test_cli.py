@@ -13,7 +13,12 @@ def bazaar(database_url: str, *args: str, stdin: str | None = None) -> subproces
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(DATABASE_URL=database_url, LOG_LEVEL="WARNING")
     return subprocess.run(
-        [sys.executable, "-m", "app", *args], env=env, capture_output=True, text=True, input=stdin, timeout=120
+        [sys.executable, "-m", "app", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
     )
 
 

@@ -44,7 +44,7 @@ def apply_sort(
 ) -> Select[Any]:
     key = sort or default
     descending = key.startswith("-")
-    name = key.lstrip("-")
+    name = key.removeprefix("-")
     if name not in allowed:
         raise ValidationFailed(
             f"Cannot sort by {name!r}",

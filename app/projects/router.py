@@ -7,9 +7,10 @@ from app.auth.deps import CurrentPrincipal, ProjectCreator
 from app.core.db import DB
 from app.core.openapi import errors
 from app.core.pagination import Pagination
-from app.core.schemas import Page, PaginationInfo
+from app.core.schemas import NO_NUL, Page, PaginationInfo
 from app.projects.schemas import ProjectCreate, ProjectOut, ProjectStatusUpdate, ProjectUpdate
 from app.projects.service import project_service
+from app.users.service import user_service
 
 router = APIRouter(prefix="/api/projects", tags=["projects"])
 
@@ -22,7 +23,9 @@ async def list_projects(
     principal: CurrentPrincipal,
     page: Pagination,
     status: StatusFilter | None = None,
-    q: Annotated[str | None, Query(max_length=200, description="Search name and description")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, pattern=NO_NUL, description="Search name and description")
+    ] = None,
     user_id: Annotated[UUID | None, Query(alias="userId", description="Owner (admins)")] = None,
 ) -> Page[ProjectOut]:
     """Your projects; admins see every builder's. Sort: `createdAt`, `updatedAt`, `name`."""
@@ -42,7 +45,8 @@ async def create_project(body: ProjectCreate, db: DB, principal: ProjectCreator)
 async def list_projects_of_user(
     user_id: UUID, db: DB, principal: CurrentPrincipal, page: Pagination, status: StatusFilter | None = None
 ) -> Page[ProjectOut]:
-    """Projects owned by a user: yourself, or anyone for admins."""
+    """Projects owned by a user: yourself, or anyone for admins. Unknown users are 404."""
+    await user_service.get_visible(db, principal, user_id)
     items, total = await project_service.list_visible(db, principal, page, owner_id=user_id, status=status)
     return Page(items=items, pagination=PaginationInfo(total=total, page=page.page, limit=page.limit))
 

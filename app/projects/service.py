@@ -72,19 +72,24 @@ class ProjectService:
             raise Forbidden("Only the owner may change this project")
         return project
 
-    async def create(self, db: AsyncSession, actor: Principal, body: ProjectCreate) -> Project:
-        owner = await user_service.get(db, actor.user_id)
+    async def _check_project_limit(self, db: AsyncSession, owner_id: UUID) -> None:
+        """The owner's plan caps their non-archived projects. The owner row is locked so two
+        concurrent creates cannot both take the last slot."""
+        owner = await user_service.get(db, owner_id, for_update=True)
         limits: dict[str, Any] = await user_service.plan_limits(db, owner.plan) if owner else {}
         max_projects = limits.get("maxProjects")
         if (
             isinstance(max_projects, int)
-            and await project_repository.count_owned(db, actor.user_id) >= max_projects
+            and await project_repository.count_owned(db, owner_id) >= max_projects
         ):
             raise Forbidden(
                 f"Your plan allows {max_projects} active projects; archive one or upgrade",
                 code="plan_limit_reached",
                 details={"limit": "maxProjects", "value": max_projects},
             )
+
+    async def create(self, db: AsyncSession, actor: Principal, body: ProjectCreate) -> Project:
+        await self._check_project_limit(db, actor.user_id)
         project = Project(
             user_id=actor.user_id,
             name=body.name,
@@ -166,6 +171,8 @@ class ProjectService:
                 code="invalid_status_transition",
                 details={"from": current.value, "to": target.value},
             )
+        if current == ProjectStatus.ARCHIVED:
+            await self._check_project_limit(db, project.user_id)
         return await self._move(db, actor.user_id, project, target)
 
     async def set_marketplace_status(

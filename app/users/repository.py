@@ -20,8 +20,10 @@ from app.models import (
 
 
 class UserRepository:
-    async def get(self, db: AsyncSession, user_id: UUID, *, include_deleted: bool = False) -> User | None:
-        user = await db.get(User, user_id)
+    async def get(
+        self, db: AsyncSession, user_id: UUID, *, include_deleted: bool = False, for_update: bool = False
+    ) -> User | None:
+        user = await db.get(User, user_id, with_for_update=for_update)
         if user is None or (user.deleted_at is not None and not include_deleted):
             return None
         return user

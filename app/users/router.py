@@ -9,7 +9,7 @@ from app.core.errors import Forbidden
 from app.core.openapi import errors
 from app.core.pagination import Pagination
 from app.core.runtime import runtime
-from app.core.schemas import Page, PaginationInfo
+from app.core.schemas import NO_NUL, Page, PaginationInfo
 from app.projects.schemas import ProjectOut
 from app.projects.service import project_service
 from app.users.schemas import (
@@ -30,7 +30,9 @@ async def list_users(
     db: DB,
     _: UserReader,
     page: Pagination,
-    q: Annotated[str | None, Query(max_length=200, description="Search in email and name")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, pattern=NO_NUL, description="Search in email and name")
+    ] = None,
     persona: Literal["super_admin", "builder", "end_user"] | None = None,
     status: Literal["active", "suspended", "deleted"] | None = None,
     plan: Annotated[str | None, Query(max_length=32)] = None,

@@ -68,8 +68,8 @@ class UserService:
     async def get_by_email(self, db: AsyncSession, email: str) -> User | None:
         return await user_repository.get_by_email(db, email)
 
-    async def get(self, db: AsyncSession, user_id: UUID) -> User | None:
-        return await user_repository.get(db, user_id)
+    async def get(self, db: AsyncSession, user_id: UUID, *, for_update: bool = False) -> User | None:
+        return await user_repository.get(db, user_id, for_update=for_update)
 
     async def personas(self, db: AsyncSession, user_id: UUID) -> list[str]:
         return await user_repository.personas(db, user_id)

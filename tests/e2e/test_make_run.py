@@ -98,7 +98,10 @@ def test_bazaar_dev_serves_docs_and_a_demo_login_on_embedded_postgres_and_keeps_
         )
         token = login.json()["accessToken"]
         projects = httpx.get(
-            f"{base}/api/projects", params={"q": "Kept"}, headers={"Authorization": f"Bearer {token}"}, timeout=5
+            f"{base}/api/projects",
+            params={"q": "Kept"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
         )
         assert [p["name"] for p in projects.json()["items"]] == ["Kept between runs"]
     finally:
