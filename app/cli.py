@@ -16,6 +16,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import get_settings
+from app.core.errors import AppError
 
 cli = typer.Typer(
     help="Bazaar: marketplace for AI chat applications.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -41,7 +42,7 @@ def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     async def run() -> T:
         settings = get_settings()
         init_engine(settings)
-        start_runtime(settings)
+        await start_runtime(settings)
         try:
             async with sessionmaker()() as db:
                 result = await work(db)
@@ -85,7 +86,13 @@ def create_admin(
         typer.echo("password must have at least 10 characters", err=True)
         raise typer.Exit(2)
 
-    user, created = _in_transaction(lambda db: bootstrap_admin(db, email=email, password=password, name=name))
+    try:
+        user, created = _in_transaction(
+            lambda db: bootstrap_admin(db, email=email, password=password, name=name)
+        )
+    except AppError as exc:
+        typer.echo(f"{exc.message} (use --password or --generate-password)", err=True)
+        raise typer.Exit(2) from exc
     typer.echo(f"{'created' if created else 'updated'} super admin {user.email} ({user.id})")
 
 

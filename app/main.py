@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         init_engine(settings)
-        start_runtime(settings)
+        await start_runtime(settings)
         try:
             yield
         finally:

@@ -60,7 +60,9 @@ def database_url() -> Iterator[str]:
         from app.core.embedded import start_embedded_postgres
 
         folder = tempfile.mkdtemp(prefix="bazaar-test-pg-")
-        yield start_embedded_postgres(Path(folder))
+        url = start_embedded_postgres(Path(folder))
+        upgrade_database(url)
+        yield url
         return
     base = base or "postgresql://postgres@127.0.0.1:5432/postgres"
     admin_url = base.rsplit("/", 1)[0] + "/postgres"

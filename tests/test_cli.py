@@ -82,3 +82,10 @@ def test_commands_explain_a_missing_database_url():
     )
     assert result.returncode == 2
     assert "DATABASE_URL is not set" in result.stderr
+
+
+async def test_create_admin_for_a_new_account_without_a_password_says_how_to_give_one(client, database_url):
+    result = bazaar(database_url, "create-admin", "--email", "nopass@example.com", stdin="")
+    assert result.returncode == 2
+    assert "--password" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -13,51 +13,49 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.auth.permissions import Perm
 from app.auth.service import Authenticated, ClientInfo, auth_service
-from app.core.db import DB
 from app.core.errors import Forbidden, Unauthorized
 from app.core.principal import Principal
 from app.core.runtime import Runtime, runtime
 
 
-def get_runtime() -> Runtime:
+async def get_runtime() -> Runtime:
+    # async: a plain function would be run in the thread pool on every request.
     return runtime()
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-# Declared for OpenAPI (the lock icon and the "Authorize" button); the header is parsed below so
-# that a wrong scheme is a clear 401 rather than silently anonymous.
+# auto_error=False: a missing header is fine for optional auth, and a wrong scheme gets our own
+# error shape (below) rather than FastAPI's.
 bearer_scheme = HTTPBearer(auto_error=False, description="Access token from POST /api/auth/login")
-BearerDoc = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
 
 
-def _bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+def _bearer_token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    if credentials is not None:
+        return credentials.credentials
+    if request.headers.get("authorization"):
         raise Unauthorized("Authorization header must be 'Bearer <token>'", code="invalid_token")
-    return token.strip()
+    return None
 
 
-async def get_authenticated(request: Request, db: DB, rt: RuntimeDep, _: BearerDoc) -> Authenticated:
-    token = _bearer_token(request)
+async def get_authenticated(request: Request, credentials: BearerCredentials) -> Authenticated:
+    token = _bearer_token(request, credentials)
     if token is None:
         raise Unauthorized("Authentication required", code="not_authenticated")
-    return await auth_service.authenticate(db, rt, token)
+    return await auth_service.authenticate(runtime(), token)
 
 
 async def get_principal(authenticated: Annotated[Authenticated, Depends(get_authenticated)]) -> Principal:
     return authenticated.principal
 
 
-async def get_optional_principal(request: Request, db: DB, rt: RuntimeDep, _: BearerDoc) -> Principal | None:
-    token = _bearer_token(request)
+async def get_optional_principal(request: Request, credentials: BearerCredentials) -> Principal | None:
+    token = _bearer_token(request, credentials)
     if token is None:
         return None
-    return (await auth_service.authenticate(db, rt, token)).principal
+    return (await auth_service.authenticate(runtime(), token)).principal
 
 
 CurrentAuth = Annotated[Authenticated, Depends(get_authenticated)]

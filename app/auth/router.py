@@ -4,7 +4,7 @@ from app.auth.deps import Client, CurrentAuth, CurrentPrincipal, RuntimeDep
 from app.auth.schemas import CurrentUser, LoginRequest, PersonaSwitch, RefreshRequest, TokenResponse
 from app.auth.service import auth_service
 from app.core.db import DB
-from app.core.errors import AppError, error_response
+from app.core.errors import AppError, JSONBody, error_response
 from app.core.openapi import errors
 from app.core.schemas import Schema
 
@@ -46,9 +46,10 @@ async def logout(db: DB, principal: CurrentPrincipal) -> None:
 
 
 @router.get("/me", response_model=CurrentUser, responses=errors(401))
-async def me(auth: CurrentAuth) -> CurrentUser:
+async def me(auth: CurrentAuth) -> JSONBody:
     """The signed-in user, the active persona and its permissions. Any persona."""
-    return auth.user
+    # Already a CurrentUser in JSON form (validated when cached): no second round of validation.
+    return JSONBody(auth.user)
 
 
 @router.put("/update-persona", response_model=PersonaSwitchResponse, responses=errors(401, 403))

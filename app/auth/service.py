@@ -1,6 +1,7 @@
 """Login, token refresh with rotation and reuse detection, logout, persona switching, and the
 per-request resolution of an access token to a ``Principal``."""
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,12 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.repository import session_repository
 from app.auth.schemas import CurrentUser, LoginRequest, TokenResponse
-from app.core.db import after_commit
+from app.core.db import after_commit, sessionmaker
 from app.core.errors import AppError, Forbidden, Unauthorized
 from app.core.events import record_event
 from app.core.principal import Principal
 from app.core.runtime import Runtime, runtime
 from app.core.security import (
+    AccessClaims,
     InvalidToken,
     create_access_token,
     decode_access_token,
@@ -33,9 +35,9 @@ from app.users.service import user_service
 _ENDS_SESSIONS = {"user_suspended", "user_deleted"}
 
 
-# How long an invalidated session is read from the database rather than the cache: it only
-# has to outlive a request that was loading the session while the change committed.
-_INVALIDATION_MARKER_SECONDS = 5
+# Verified access tokens remembered (signature checks skipped until they expire); the memo is
+# emptied when full. The signature is what is cached, never the session's liveness.
+_MAX_VERIFIED_TOKENS = 50_000
 
 
 def _principal_key(session_id: UUID) -> str:
@@ -51,10 +53,14 @@ class ClientInfo:
 @dataclass(frozen=True)
 class Authenticated:
     principal: Principal
-    user: CurrentUser
+    # The signed-in user as ``GET /api/auth/me`` answers it (a ``CurrentUser`` in JSON form).
+    user: dict[str, Any]
 
 
 class AuthService:
+    def __init__(self) -> None:
+        self._verified_tokens: dict[str, AccessClaims] = {}
+
     async def login(
         self, db: AsyncSession, rt: Runtime, body: LoginRequest, client: ClientInfo
     ) -> TokenResponse:
@@ -67,7 +73,7 @@ class AuthService:
             rt.settings.login_rate_limit_account, "login-account", email, message="Too many login attempts"
         )
         user = await user_service.get_by_email(db, email)
-        if not verify_password(user.password_hash if user else None, body.password) or user is None:
+        if not await verify_password(user.password_hash if user else None, body.password) or user is None:
             raise Unauthorized("Email or password is wrong", code="invalid_credentials")
         if user.status != UserStatus.ACTIVE:
             raise Forbidden("This account is suspended", code="account_suspended")
@@ -76,7 +82,7 @@ class AuthService:
         if persona not in personas:
             raise Forbidden(f"You do not hold the {persona} persona", code="persona_not_held")
         if password_needs_rehash(user.password_hash):
-            user.password_hash = hash_password(body.password)
+            user.password_hash = await hash_password(body.password)
         now = datetime.now(UTC)
         expires_at = now + timedelta(days=rt.settings.refresh_token_ttl_days)
         session = AuthSession(
@@ -131,6 +137,16 @@ class AuthService:
             return Unauthorized("Account is not active", code="account_inactive")
         token.rotated_at = now
         session.expires_at = now + timedelta(days=rt.settings.refresh_token_ttl_days)
+        if session.persona not in await user_service.personas(db, user.id):
+            # An admin took away the persona this session was in: carry on in the default one.
+            await record_event(
+                db,
+                "user.persona_changed",
+                actor_id=user.id,
+                subject_id=user.id,
+                payload={"from": session.persona, "to": user.default_persona, "sessionId": str(session.id)},
+            )
+            session.persona = user.default_persona
         new_token = self._issue_refresh_token(db, session, now, session.expires_at)
         current = await self._current_user(db, user, session, session.persona)
         return self._tokens(rt, session, current, new_token)
@@ -169,9 +185,44 @@ class AuthService:
         )
         return access, current
 
-    async def authenticate(self, db: AsyncSession, rt: Runtime, token: str) -> Authenticated:
-        """Verify an access token and its session. Cached per session; revocation, suspension
-        and profile changes delete the cache entry when they commit."""
+    async def authenticate(self, rt: Runtime, token: str) -> Authenticated:
+        """Verify an access token and its session: the hot path of every authenticated request.
+
+        A verified token is remembered until it expires, and the session's principal is cached
+        (in process, then Redis); logout, suspension and profile changes invalidate it when they
+        commit. Only a cache miss opens a database session."""
+        claims = self._claims(rt, token)
+        key = _principal_key(claims.session_id)
+        cached = await rt.cache.get(key)
+        if cached:
+            entry: dict[str, Any] = orjson.loads(cached)
+        else:
+            async with sessionmaker()() as db:
+                entry = await self._load_entry(db, claims.session_id)
+            ttl = min(rt.settings.session_cache_ttl_seconds, int(entry["expiresAt"] - time.time()))
+            if ttl > 0 and cached is None:
+                # NX: never overwrite the marker an invalidation left while this request loaded.
+                await rt.cache.set(key, orjson.dumps(entry), ttl, only_if_absent=True)
+        if entry["expiresAt"] <= time.time():
+            raise Unauthorized("Session has expired", code="session_expired")
+        user: dict[str, Any] = entry["user"]
+        if user["id"] != str(claims.user_id):
+            raise Unauthorized("Access token is not valid", code="invalid_token")
+        if user["activePersona"] != claims.persona:
+            raise Unauthorized("Persona was switched; use the new access token", code="persona_changed")
+        principal = Principal(
+            user_id=claims.user_id,
+            session_id=claims.session_id,
+            persona=claims.persona,
+            personas=tuple(user["personas"]),
+            permissions=frozenset(user["permissions"]),
+        )
+        return Authenticated(principal=principal, user=user)
+
+    def _claims(self, rt: Runtime, token: str) -> AccessClaims:
+        claims = self._verified_tokens.get(token)
+        if claims is not None and claims.expires_at > time.time():
+            return claims
         try:
             claims = decode_access_token(rt.settings, token, rt.jwt_secret)
         except InvalidToken as exc:
@@ -179,33 +230,10 @@ class AuthService:
                 "Access token has expired" if str(exc) == "token_expired" else "Access token is not valid"
             )
             raise Unauthorized(message, code=str(exc)) from exc
-        key = _principal_key(claims.session_id)
-        cached = await rt.cache.get(key)
-        if cached:
-            entry: dict[str, Any] = orjson.loads(cached)
-        else:
-            entry = await self._load_entry(db, claims.session_id)
-            ttl = min(
-                rt.settings.session_cache_ttl_seconds, int(entry["expiresAt"] - datetime.now(UTC).timestamp())
-            )
-            if ttl > 0 and cached is None:
-                # NX: never overwrite the marker an invalidation left while this request loaded.
-                await rt.cache.set(key, orjson.dumps(entry), ttl, only_if_absent=True)
-        if entry["expiresAt"] <= datetime.now(UTC).timestamp():
-            raise Unauthorized("Session has expired", code="session_expired")
-        user = CurrentUser.model_validate(entry["user"])
-        if str(user.id) != str(claims.user_id):
-            raise Unauthorized("Access token is not valid", code="invalid_token")
-        if user.active_persona != claims.persona:
-            raise Unauthorized("Persona was switched; use the new access token", code="persona_changed")
-        principal = Principal(
-            user_id=user.id,
-            session_id=claims.session_id,
-            persona=user.active_persona,
-            personas=tuple(user.personas),
-            permissions=frozenset(user.permissions),
-        )
-        return Authenticated(principal=principal, user=user)
+        if len(self._verified_tokens) >= _MAX_VERIFIED_TOKENS:
+            self._verified_tokens.clear()
+        self._verified_tokens[token] = claims
+        return claims
 
     async def _load_entry(self, db: AsyncSession, session_id: UUID) -> dict[str, Any]:
         found = await session_repository.get_with_user(db, session_id)
@@ -219,7 +247,10 @@ class AuthService:
         current = await self._current_user(db, user, session, session.persona)
         if session.persona not in current.personas:
             raise Unauthorized("Persona is no longer held", code="persona_not_held")
-        return {"expiresAt": session.expires_at.timestamp(), "user": current.model_dump(mode="json")}
+        return {
+            "expiresAt": session.expires_at.timestamp(),
+            "user": current.model_dump(mode="json", by_alias=True),
+        }
 
     async def on_user_access_changed(self, db: AsyncSession, rt: Runtime, user_id: UUID, reason: str) -> None:
         if reason in _ENDS_SESSIONS:
@@ -243,11 +274,7 @@ class AuthService:
         keys = [_principal_key(sid) for sid in session_ids]
 
         async def forget() -> None:
-            # An empty marker rather than a delete: a request that read the session before this
-            # commit cannot put its stale copy back (it writes with NX). Readers treat the
-            # marker as a miss and load from the database until it expires.
-            for key in keys:
-                await rt.cache.set(key, b"", _INVALIDATION_MARKER_SECONDS)
+            await rt.cache.invalidate(*keys)
 
         after_commit(db, forget)
 

@@ -19,7 +19,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     environment: Literal["development", "test", "production"] = Field(
-        "development", description="Deployment environment; `production` refuses unsafe defaults."
+        "development",
+        description="Deployment environment; `production` refuses to start without `JWT_SECRET`.",
     )
     var_dir: Path = Field(
         Path("var"), description="Folder for local state: embedded Postgres data, secret key, files."
@@ -33,8 +34,8 @@ class Settings(BaseSettings):
     database_max_overflow: int = Field(20, ge=0, description="Extra connections under load.")
     redis_url: str | None = Field(
         None,
-        description="Redis URL for session cache, rate limits and streams. Unset: in-process "
-        "fallbacks (single process only).",
+        description="Redis URL for the session cache (with pub/sub invalidation) and rate limits. "
+        "Unset: in-process fallbacks (single API process only).",
     )
     redis_prefix: str = Field("bazaar:", description="Prefix of every Redis key this app writes.")
     jwt_secret: SecretStr | None = Field(

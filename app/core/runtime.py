@@ -18,7 +18,7 @@ class Runtime:
 _runtime: Runtime | None = None
 
 
-def start_runtime(settings: Settings) -> Runtime:
+async def start_runtime(settings: Settings) -> Runtime:
     global _runtime
     _runtime = Runtime(
         settings=settings,
@@ -26,6 +26,7 @@ def start_runtime(settings: Settings) -> Runtime:
         rate_limiter=build_rate_limiter(settings),
         jwt_secret=settings.jwt_secret_value(),
     )
+    await _runtime.cache.start()
     return _runtime
 
 

@@ -1,5 +1,6 @@
 """Password hashing (argon2id), access JWTs and opaque refresh tokens."""
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -18,15 +19,24 @@ _hasher = PasswordHasher()  # argon2id with the library's RFC 9106 "low memory" 
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+# argon2 takes ~100 ms of CPU by design. It runs in a worker thread (argon2-cffi releases the
+# GIL) so a login does not stall every other request of the process.
 
 
-def verify_password(password_hash: str | None, password: str) -> bool:
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+def _verify(password_hash: str, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+async def verify_password(password_hash: str | None, password: str) -> bool:
+    matches = await asyncio.to_thread(_verify, password_hash or _DUMMY_HASH, password)
+    return matches and password_hash is not None
 
 
 def password_needs_rehash(password_hash: str) -> bool:

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from pydantic.alias_generators import to_camel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.permissions import Perm
@@ -130,7 +131,7 @@ class ProjectService:
             attr = "metadata_" if field == "metadata" else field
             if getattr(project, attr) != value:
                 setattr(project, attr, value)
-                fields.append(field)
+                fields.append(to_camel(field))
         if fields:
             project.updated_at = datetime.now(UTC)
             await record_event(

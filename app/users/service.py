@@ -110,7 +110,7 @@ class UserService:
         user = User(
             email=str(body.email).lower(),
             name=body.name,
-            password_hash=hash_password(body.password),
+            password_hash=await hash_password(body.password),
             default_persona=body.persona,
             status=UserStatus.ACTIVE,
             plan="free",
@@ -139,23 +139,24 @@ class UserService:
         is_admin = actor.can(Perm.USERS_MANAGE)
         acting_on_self = actor.user_id == user_id
         changed: dict[str, Any] = {}
-        sensitive = body.password is not None or (body.email is not None and body.email != user.email)
+        new_email = str(body.email).lower() if body.email is not None else None
+        sensitive = body.password is not None or (new_email is not None and new_email != user.email)
         if (
             sensitive
             and acting_on_self
-            and not verify_password(user.password_hash, body.current_password or "")
+            and not await verify_password(user.password_hash, body.current_password or "")
         ):
             raise Forbidden("currentPassword is wrong or missing", code="current_password_required")
-        if body.email is not None and body.email.lower() != user.email:
-            if await user_repository.email_taken(db, body.email, excluding=user.id):
+        if new_email is not None and new_email != user.email:
+            if await user_repository.email_taken(db, new_email, excluding=user.id):
                 raise Conflict("An account with this email already exists", code="email_taken")
-            user.email = str(body.email).lower()
+            user.email = new_email
             changed["email"] = True
         if body.name is not None and body.name != user.name:
             user.name = body.name
             changed["name"] = True
         if body.password is not None:
-            user.password_hash = hash_password(body.password)
+            user.password_hash = await hash_password(body.password)
             changed["password"] = True
         if body.metadata is not None:
             user.metadata_ = body.metadata
@@ -306,14 +307,13 @@ async def bootstrap_admin(
 
     Returns the user and whether it was newly created."""
     user = await user_repository.get_by_email(db, email)
-    created = user is None
     if user is None:
         if not password:
             raise ValidationFailed("A password is needed to create a new admin", code="password_required")
         user = User(
             email=email.lower(),
             name=name,
-            password_hash=hash_password(password),
+            password_hash=await hash_password(password),
             default_persona=Persona.SUPER_ADMIN,
             status=UserStatus.ACTIVE,
             plan="free",
@@ -322,6 +322,7 @@ async def bootstrap_admin(
         db.add(user)
         await db.flush()
         db.add(Subscription(user_id=user.id, plan="free", status=SubscriptionStatus.ACTIVE))
+        await user_repository.set_personas(db, user.id, {Persona.SUPER_ADMIN.value})
         await record_event(
             db,
             "user.created",
@@ -329,6 +330,7 @@ async def bootstrap_admin(
             subject_id=user.id,
             payload={"persona": "super_admin", "personas": ["super_admin"], "plan": "free", "signup": False},
         )
+        return user, True
     held = set(await user_repository.personas(db, user.id))
     if Persona.SUPER_ADMIN not in held:
         await user_repository.set_personas(db, user.id, held | {Persona.SUPER_ADMIN.value})
@@ -339,6 +341,7 @@ async def bootstrap_admin(
             subject_id=user.id,
             payload={"from": sorted(held), "to": sorted(held | {"super_admin"})},
         )
-    if password and not created:
-        user.password_hash = hash_password(password)
-    return user, created
+        await user_service._access_changed(db, user.id, "roles_changed")
+    if password:
+        user.password_hash = await hash_password(password)
+    return user, False

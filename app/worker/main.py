@@ -16,7 +16,7 @@ async def run_worker() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     init_engine(settings)
-    start_runtime(settings)
+    await start_runtime(settings)
     logger.info("worker starting")
     try:
         async with queue.open_async():

@@ -36,12 +36,13 @@ def _wait_healthy(base: str, process: subprocess.Popen[bytes], log: Path, timeou
     while time.monotonic() < deadline:
         assert process.poll() is None, f"bazaar dev exited early:\n{log.read_text()[-3000:]}"
         try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
+            healthy = httpx.get(f"{base}/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
-            pass
+            healthy = False
+        if healthy and "Press Ctrl-C to stop." in log.read_text():
+            return
         time.sleep(0.3)
-    raise AssertionError("API not healthy within 60 s")
+    raise AssertionError(f"not running within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

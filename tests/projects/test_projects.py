@@ -183,8 +183,8 @@ async def test_update_changes_only_the_given_fields_and_the_event_lists_them(
     assert after["mcpServers"] == ["crm", "search"]
     assert datetime.fromisoformat(after["updatedAt"]) > datetime.fromisoformat(before["updatedAt"])
     [event] = await events_of("project.updated")
-    # Field names in events are the Python ones (docs/events.md): mcp_servers, not mcpServers.
-    assert event["payload"] == {"fields": ["llm", "mcp_servers", "name", "prompt"]}
+    # Field names in events are the API's camelCase ones (docs/events.md).
+    assert event["payload"] == {"fields": ["llm", "mcpServers", "name", "prompt"]}
     assert event["actor_id"] == owner.id
 
 
