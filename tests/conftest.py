@@ -12,6 +12,7 @@ import os
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,11 @@ import httpx
 import psycopg
 import pytest
 import redis
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from app.core import security
 from app.core.config import Settings
 from app.core.db import sessionmaker
 from app.core.migrate import upgrade_database
@@ -89,20 +92,49 @@ def redis_prefix() -> str:
     return f"bazaar-test-{_worker_id()}-{os.getpid()}:"
 
 
+def build_settings(
+    database_url: str, redis_url: str | None, redis_prefix: str, var_dir: Path, changes: dict[str, Any]
+) -> Settings:
+    """The settings every test app runs with, plus ``changes``."""
+    base: dict[str, Any] = {
+        "environment": "test",
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "redis_prefix": redis_prefix,
+        "jwt_secret": "test-secret-0123456789-abcdefghijklmnop",
+        "var_dir": var_dir,
+        "log_json": True,
+        "log_level": "WARNING",
+        "database_pool_size": 5,
+    }
+    return Settings(_env_file=None, **{**base, **changes})  # type: ignore[call-arg]
+
+
 @pytest.fixture
-def settings(database_url: str, redis_url: str | None, redis_prefix: str, tmp_path: Path) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        environment="test",
-        database_url=database_url,
-        redis_url=redis_url,
-        redis_prefix=redis_prefix,
-        jwt_secret="test-secret-0123456789-abcdefghijklmnop",  # type: ignore[arg-type]
-        var_dir=tmp_path / "var",
-        log_json=True,
-        log_level="WARNING",
-        database_pool_size=5,
-    )
+def settings_changes() -> dict[str, Any]:
+    """Parametrize this to run a test's ``app``/``client`` with changed settings:
+    ``@pytest.mark.parametrize("settings_changes", [{"redis_url": None}])``."""
+    return {}
+
+
+@pytest.fixture
+def settings(
+    database_url: str,
+    redis_url: str | None,
+    redis_prefix: str,
+    tmp_path: Path,
+    settings_changes: dict[str, Any],
+) -> Settings:
+    return build_settings(database_url, redis_url, redis_prefix, tmp_path / "var", settings_changes)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing() -> Iterator[None]:
+    """Accounts are set-up in almost every test, not the subject: cheap argon2id parameters keep
+    the suite fast. The algorithm and code path are the real ones."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(security, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+        yield
 
 
 def _clean_redis(url: str | None, prefix: str) -> None:
@@ -113,12 +145,16 @@ def _clean_redis(url: str | None, prefix: str) -> None:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
             client.delete(*keys)
+    except redis.ConnectionError:
+        pass  # a test that points the app at a Redis that is down on purpose
     finally:
         client.close()
 
 
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """An app started with ``settings``; afterwards every non-reference table is emptied and the
+    Redis keys of the test prefix are deleted."""
     _clean_redis(settings.redis_url, settings.redis_prefix)
     application = create_app(settings)
     async with application.router.lifespan_context(application):
@@ -135,10 +171,24 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
             _clean_redis(settings.redis_url, settings.redis_prefix)
 
 
+@asynccontextmanager
+async def http_client(
+    application: FastAPI, client_address: tuple[str, int] = ("127.0.0.1", 123)
+) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=application, raise_app_exceptions=False, client=client_address)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    async with running_app(settings) as application:
+        yield application
+
+
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with http_client(app) as http:
         yield http
 
 

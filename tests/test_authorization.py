@@ -9,29 +9,23 @@ Personas (the columns of ``MATRIX``):
 * ``super_admin``: a signed-in administrator.
 
 Every case runs against a fresh owner with one project, so mutations never leak between cases.
-The app is shared by the module (one start-up and cleanup, not one per case) and passwords are
-hashed with cheap argon2 parameters: accounts are the set-up here, not the subject.
+The app is shared by the module (one start-up and cleanup, not one per case).
 """
 
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 from fastapi import FastAPI
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
-from app.core import security
-from app.core.config import Settings
 from app.core.db import sessionmaker
-from app.main import create_app
 from app.models import OutboxEvent
-from tests.conftest import REFERENCE_TABLES, _clean_redis
+from tests.conftest import build_settings, http_client, running_app
 from tests.factories import PASSWORD, Account, create_project, events_of, signed_in, unique_email
 
 PERSONAS = ("anonymous", "end_user", "owner", "other_builder", "super_admin")
@@ -110,52 +104,26 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cheap_password_hashing() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(security, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-        yield
-
-
 @pytest.fixture(scope="module")
 async def app(
     database_url: str, redis_url: str | None, redis_prefix: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[FastAPI]:
-    """One app for the module (same settings and cleanup as the conftest's per-test ``app``)."""
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        environment="test",
-        database_url=database_url,
-        redis_url=redis_url,
-        redis_prefix=redis_prefix,
-        jwt_secret="test-secret-0123456789-abcdefghijklmnop",  # type: ignore[arg-type]
-        var_dir=Path(tmp_path_factory.mktemp("var")),
-        log_json=True,
-        log_level="WARNING",
-        database_pool_size=5,
+    """One app for the whole module: a fresh app per case would make the matrix slow."""
+    settings = build_settings(
+        database_url,
+        redis_url,
+        redis_prefix,
+        tmp_path_factory.mktemp("var"),
         # Every case logs in from the same test client address.
-        login_rate_limit_ip="100000/minute",
+        {"login_rate_limit_ip": "100000/minute"},
     )
-    _clean_redis(settings.redis_url, settings.redis_prefix)
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        try:
-            yield application
-        finally:
-            async with sessionmaker()() as db:
-                tables = (
-                    await db.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
-                ).scalars()
-                to_clear = sorted(set(tables) - REFERENCE_TABLES)
-                await db.execute(text(f"TRUNCATE {', '.join(to_clear)} RESTART IDENTITY CASCADE"))
-                await db.commit()
-            _clean_redis(settings.redis_url, settings.redis_prefix)
+    async with running_app(settings) as application:
+        yield application
 
 
 @pytest.fixture(scope="module")
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with http_client(app) as http:
         yield http
 
 

@@ -15,22 +15,14 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from argon2 import PasswordHasher
 
-from app.core import security
 from app.core.config import Settings
 from app.core.db import sessionmaker
-from app.main import create_app
 from app.users.service import user_service
+from tests.conftest import http_client, running_app
 from tests.factories import PASSWORD, Account, create_project, events_of, signed_in, unique_email
 
 JSON = {"content-type": "application/json"}
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Accounts are set-up here, not the subject: cheap argon2 parameters keep the file fast."""
-    monkeypatch.setattr(security, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 def sign_up_body(**changes: Any) -> dict[str, Any]:
@@ -313,11 +305,9 @@ async def test_body_exactly_at_the_limit_is_accepted(
 
 async def test_body_limit_follows_the_setting(make_settings: Callable[..., Settings]) -> None:
     small = make_settings(max_request_body_bytes=1024)
-    application = create_app(small)
     raw, email = padded_sign_up(1025)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with running_app(small) as application:
+        async with http_client(application) as http:
             too_big = await http.post("/api/users", content=raw, headers=JSON)
             streamed = await http.post("/api/users", content=_chunks(raw, 100), headers=JSON)
 

@@ -2,10 +2,9 @@
 
 import json
 
-import httpx
 import pytest
 
-from app.main import create_app
+from tests.conftest import http_client, running_app
 from tests.factories import signed_in
 
 
@@ -18,10 +17,8 @@ async def test_healthz_and_readyz_report_database_and_redis(client, settings):
 
 
 async def test_readyz_is_503_with_the_failing_check_when_redis_is_down(make_settings):
-    application = create_app(make_settings(redis_url="redis://127.0.0.1:1/0"))
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+    async with running_app(make_settings(redis_url="redis://127.0.0.1:1/0")) as application:
+        async with http_client(application) as http:
             response = await http.get("/readyz")
     assert response.status_code == 503
     body = response.json()
@@ -56,10 +53,8 @@ async def test_request_id_is_echoed_or_generated(client):
 
 
 async def test_access_log_is_one_json_object_per_request_with_its_request_id(make_settings, capsys):
-    application = create_app(make_settings(log_level="INFO", log_json=True))
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+    async with running_app(make_settings(log_level="INFO", log_json=True)) as application:
+        async with http_client(application) as http:
             await http.get("/healthz", headers={"X-Request-ID": "log-check-1"})
     lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
     entry = next(e for e in lines if e.get("request_id") == "log-check-1")

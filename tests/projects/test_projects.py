@@ -5,19 +5,11 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 
-from app.core import security
 from app.core.db import commit, sessionmaker
 from app.models import ProjectStatus
 from app.projects.service import project_service
 from tests.factories import Account, create_project, events_of, signed_in
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Accounts are set-up here, not the subject: cheap argon2 parameters keep the file fast."""
-    monkeypatch.setattr(security, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 async def move(client: httpx.AsyncClient, owner: Account, project: UUID | str, *statuses: str) -> None:

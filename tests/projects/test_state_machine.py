@@ -10,10 +10,8 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import update
 
-from app.core import security
 from app.core.db import commit, sessionmaker
 from app.core.errors import Conflict
 from app.models import Project, ProjectStatus
@@ -44,12 +42,6 @@ MARKETPLACE_MOVES = {
     ("held", "published"),
     ("held", "ready"),
 }
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Accounts are set-up here, not the subject: cheap argon2 parameters keep the file fast."""
-    monkeypatch.setattr(security, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 def edges(table: dict[ProjectStatus, frozenset[ProjectStatus]]) -> set[tuple[str, str]]:

@@ -5,19 +5,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from app.core.config import Settings
 from app.core.db import sessionmaker
 from tests.factories import PASSWORD, create_user, events_of, login, signed_in
-
-
-@pytest.fixture
-def settings_changes() -> dict[str, Any]:
-    return {}
-
-
-@pytest.fixture
-def settings(settings: Settings, settings_changes: dict[str, Any]) -> Settings:
-    return settings.model_copy(update=settings_changes)
 
 
 def bearer(token: str) -> dict[str, str]:
