@@ -14,6 +14,7 @@ from app.core.health import router as health_router
 from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.runtime import start_runtime, stop_runtime
+from app.marketplace.router import router as marketplace_router
 from app.projects.router import router as projects_router
 from app.users.router import router as users_router
 
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.log_level, settings.log_json)
     app = FastAPI(title="Bazaar API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
-    for router in (health_router, auth_router, users_router, projects_router):
+    for router in (health_router, auth_router, users_router, projects_router, marketplace_router):
         app.include_router(router)
     if settings.cors_origins:
         app.add_middleware(

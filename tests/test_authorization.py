@@ -194,11 +194,17 @@ def _route_key(method: str, path: str) -> tuple[str, str]:
     return method, re.sub(r"\{[^}]+\}", "{}", path)
 
 
+# Domains whose resources need a richer world (a published listing, a purchase...) keep their
+# own matrix next to their tests, which checks its own route coverage.
+OWN_MATRIX = ("/api/marketplace", "/api/revenue", "/api/billing")
+
+
 def test_matrix_covers_every_route_of_the_app(app: FastAPI) -> None:
     routes = {
         _route_key(method.upper(), path)
         for path, operations in app.openapi()["paths"].items()
         for method in operations
+        if not path.startswith(OWN_MATRIX)
     }
     in_matrix = {_route_key(*endpoint.split()[:2]) for endpoint in MATRIX}
     assert routes == in_matrix

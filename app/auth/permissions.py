@@ -11,3 +11,5 @@ class Perm(enum.StrEnum):
     PROJECTS_READ_ANY = "projects:read_any"
     PROJECTS_MANAGE_ANY = "projects:manage_any"
     PLATFORM_ADMIN = "platform:admin"
+    MARKETPLACE_PURCHASE = "marketplace:purchase"
+    MARKETPLACE_PUBLISH = "marketplace:publish"

@@ -73,6 +73,48 @@ class Settings(BaseSettings):
     log_json: bool = Field(True, description="Structured JSON logs (one object per line).")
     api_host: str = Field("127.0.0.1", description="Address `bazaar serve` binds.")
     api_port: int = Field(8000, description="Port `bazaar serve` binds.")
+    public_base_url: str = Field(
+        "http://127.0.0.1:8000", description="Where users reach the platform (checkout return URLs, links)."
+    )
+    listing_review_required: bool = Field(
+        False, description="New listings wait in `pending_review` until an administrator activates them."
+    )
+    platform_fee_bps: int = Field(
+        2000,
+        ge=0,
+        le=10_000,
+        description="Platform fee in basis points when the builder's plan does not set `platformFeeBps`.",
+    )
+    payment_provider: Literal["local", "stripe"] = Field(
+        "local",
+        description="`local` settles at once with the same events and ledger entries; `stripe` uses "
+        "Stripe Checkout and Connect.",
+    )
+    local_processor_fee_bps: int = Field(
+        290, ge=0, le=10_000, description="Processor fee the `local` provider simulates: percentage part."
+    )
+    local_processor_fee_fixed_minor: int = Field(
+        30, ge=0, description="Processor fee the `local` provider simulates: fixed part, minor units."
+    )
+    stripe_api_key: SecretStr | None = Field(None, description="Stripe secret key (`sk_...`).")
+    stripe_webhook_secret: SecretStr | None = Field(
+        None, description="Signing secret of the Stripe webhook endpoint (`whsec_...`)."
+    )
+    stripe_api_base: str | None = Field(
+        None, description="Override of Stripe's API address (tests point it at a local fake)."
+    )
+    payout_settlement_delay_days: int = Field(
+        7, ge=0, description="Days a sale's builder share waits before it can be paid out (refund window)."
+    )
+    payout_minimum_minor: int = Field(
+        1000, ge=1, description="Smallest balance paid out, in minor units of the currency."
+    )
+    invoice_tax_rate_bps: int = Field(
+        0, ge=0, le=10_000, description="Tax rate applied to invoices, in basis points (0: no tax line)."
+    )
+    invoice_issuer: str = Field(
+        "Bazaar Marketplace Ltd., 1 Market Street, London", description="Seller name and address on invoices."
+    )
     seed_demo_on_empty: bool = Field(
         True, description="`bazaar dev` loads demo data when the database has no users."
     )

@@ -1,7 +1,7 @@
 """``?page=&limit=&sort=`` parameters and the query helper that fills a ``Page``."""
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVarTuple
 
 from fastapi import Depends, Query
 from sqlalchemy import Select, func, select
@@ -9,6 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app.core.errors import ValidationFailed
+
+Ts = TypeVarTuple("Ts")
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,12 @@ Pagination = Annotated[PageParams, Depends(page_params)]
 
 
 def apply_sort(
-    stmt: Select[Any],
+    stmt: Select[*Ts],
     sort: str | None,
     allowed: dict[str, InstrumentedAttribute[Any]],
     default: str,
     tiebreak: InstrumentedAttribute[Any],
-) -> Select[Any]:
+) -> Select[*Ts]:
     key = sort or default
     descending = key.startswith("-")
     name = key.removeprefix("-")
@@ -56,7 +58,7 @@ def apply_sort(
     return stmt.order_by(ordered, tiebreak.desc() if descending else tiebreak.asc())
 
 
-async def paginate(db: AsyncSession, stmt: Select[Any], params: PageParams) -> tuple[list[Any], int]:
+async def paginate(db: AsyncSession, stmt: Select[*Ts], params: PageParams) -> tuple[list[Any], int]:
     total_stmt = select(func.count()).select_from(stmt.order_by(None).subquery())
     total = (await db.execute(total_stmt)).scalar_one()
     rows = (await db.execute(stmt.limit(params.limit).offset(params.offset))).scalars().all()

@@ -1,7 +1,11 @@
 """All SQLAlchemy models, re-exported so Alembic and the domains import one place."""
 
 from app.models.base import Base
-from app.models.event import OutboxEvent
+from app.models.billing import Invoice, InvoiceCounter, InvoiceLine, InvoiceStatus
+from app.models.event import IdempotencyRecord, OutboxEvent
+from app.models.ledger import LedgerEntry, LedgerTransaction, Payout, PayoutStatus
+from app.models.marketplace import Listing, ListingAudit, ListingStatus, Purchase, PurchaseStatus
+from app.models.payments import Payment, PaymentStatus, PayoutAccount, WebhookEvent
 from app.models.project import Project, ProjectStatus
 from app.models.session import AuthSession, RefreshToken
 from app.models.user import (
@@ -20,12 +24,29 @@ from app.models.user import (
 __all__ = [
     "AuthSession",
     "Base",
+    "IdempotencyRecord",
+    "Invoice",
+    "InvoiceCounter",
+    "InvoiceLine",
+    "InvoiceStatus",
+    "LedgerEntry",
+    "LedgerTransaction",
+    "Listing",
+    "ListingAudit",
+    "ListingStatus",
     "OutboxEvent",
+    "Payment",
+    "PaymentStatus",
+    "Payout",
+    "PayoutAccount",
+    "PayoutStatus",
     "Permission",
     "Persona",
     "Plan",
     "Project",
     "ProjectStatus",
+    "Purchase",
+    "PurchaseStatus",
     "RefreshToken",
     "Role",
     "RolePermission",
@@ -34,4 +55,5 @@ __all__ = [
     "User",
     "UserRole",
     "UserStatus",
+    "WebhookEvent",
 ]

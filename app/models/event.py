@@ -28,3 +28,17 @@ class OutboxEvent(Base):
         Index("ix_outbox_events_unrelayed", "event_id", postgresql_where="relayed_at IS NULL"),
         Index("ix_outbox_events_type_occurred", "type", "occurred_at"),
     )
+
+
+class IdempotencyRecord(Base):
+    """The answer given to a request carrying an ``Idempotency-Key``: a retry gets it again."""
+
+    __tablename__ = "idempotency_records"
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[UUID] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(SmallInteger)
+    response: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

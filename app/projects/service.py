@@ -192,6 +192,14 @@ class ProjectService:
             )
         return await self._move(db, actor_id, project, target)
 
+    async def sync_marketplace_status(
+        self, db: AsyncSession, actor_id: UUID, project_id: UUID, target: ProjectStatus
+    ) -> None:
+        """Bring the project's status in line with its listing (no-op when it already is)."""
+        project = await project_repository.get(db, project_id)
+        if project is not None and project.status != target:
+            await self.set_marketplace_status(db, actor_id, project_id, target)
+
     @staticmethod
     async def _move(db: AsyncSession, actor_id: UUID, project: Project, target: ProjectStatus) -> Project:
         previous = project.status

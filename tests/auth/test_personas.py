@@ -32,7 +32,7 @@ async def test_builder_switches_to_end_user_and_gets_a_token_for_it(client):
     me = await client.get("/api/auth/me", headers=bearer(body["accessToken"]))
     assert me.status_code == 200
     assert me.json()["activePersona"] == "end_user"
-    assert me.json()["permissions"] == []
+    assert me.json()["permissions"] == ["marketplace:purchase"]
     assert me.json()["sessionId"] == before["sessionId"]
     create = await client.post("/api/projects", json={"name": "App"}, headers=bearer(body["accessToken"]))
     assert create.status_code == 403

@@ -1,0 +1,71 @@
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Payment, PayoutAccount, WebhookEvent
+
+
+class PaymentRepository:
+    async def get(self, db: AsyncSession, payment_id: UUID, *, for_update: bool = False) -> Payment | None:
+        stmt = select(Payment).where(Payment.id == payment_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await db.execute(stmt)).scalar_one_or_none()
+
+    async def by_provider_ref(self, db: AsyncSession, provider: str, ref: str) -> Payment | None:
+        stmt = (
+            select(Payment).where(Payment.provider == provider, Payment.provider_ref == ref).with_for_update()
+        )
+        return (await db.execute(stmt)).scalar_one_or_none()
+
+    async def by_payment_intent(self, db: AsyncSession, payment_intent: str) -> Payment | None:
+        stmt = select(Payment).where(Payment.provider_payment_intent == payment_intent).with_for_update()
+        return (await db.execute(stmt)).scalar_one_or_none()
+
+    async def for_purchase(self, db: AsyncSession, purchase_id: UUID) -> Payment | None:
+        stmt = select(Payment).where(Payment.purchase_id == purchase_id).order_by(Payment.created_at.desc())
+        return (await db.execute(stmt.limit(1))).scalar_one_or_none()
+
+    async def for_invoice(self, db: AsyncSession, invoice_id: UUID) -> Payment | None:
+        stmt = select(Payment).where(Payment.invoice_id == invoice_id).order_by(Payment.created_at.desc())
+        return (await db.execute(stmt.limit(1))).scalar_one_or_none()
+
+    async def store_webhook(
+        self, db: AsyncSession, provider: str, event_id: str, type_: str, payload: dict[str, Any]
+    ) -> UUID | None:
+        """Insert unless already stored; the id of the new row, or None for a duplicate."""
+        stmt = (
+            insert(WebhookEvent)
+            .values(provider=provider, event_id=event_id, type=type_, payload=payload)
+            .on_conflict_do_nothing(constraint="uq_webhook_events_provider_event_id")
+            .returning(WebhookEvent.id)
+        )
+        return (await db.execute(stmt)).scalar_one_or_none()
+
+    async def webhook_for_update(self, db: AsyncSession, webhook_id: UUID) -> WebhookEvent | None:
+        stmt = select(WebhookEvent).where(WebhookEvent.id == webhook_id).with_for_update(skip_locked=True)
+        return (await db.execute(stmt)).scalar_one_or_none()
+
+    async def unprocessed_webhook_ids(self, db: AsyncSession, limit: int = 100) -> list[UUID]:
+        stmt = (
+            select(WebhookEvent.id)
+            .where(WebhookEvent.processed_at.is_(None), WebhookEvent.attempts < 10)
+            .order_by(WebhookEvent.received_at)
+            .limit(limit)
+        )
+        return list((await db.execute(stmt)).scalars())
+
+    async def payout_account(self, db: AsyncSession, user_id: UUID) -> PayoutAccount | None:
+        return (
+            await db.execute(select(PayoutAccount).where(PayoutAccount.user_id == user_id))
+        ).scalar_one_or_none()
+
+    async def payout_account_by_provider_id(self, db: AsyncSession, account_id: str) -> PayoutAccount | None:
+        stmt = select(PayoutAccount).where(PayoutAccount.provider_account_id == account_id).with_for_update()
+        return (await db.execute(stmt)).scalar_one_or_none()
+
+
+payment_repository = PaymentRepository()
