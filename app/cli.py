@@ -108,7 +108,7 @@ def seed_demo_command(
     async def work(db: AsyncSession) -> list[DemoLogin] | None:
         if if_empty and not await database_is_empty(db):
             return None
-        return await seed_demo(db)
+        return await seed_demo(db, get_settings())
 
     logins = _in_transaction(work)
     if logins is None:

@@ -62,7 +62,14 @@ async def test_seed_demo_prints_logins_that_work_and_runs_only_once_with_if_empt
         "/api/projects", headers={"Authorization": f"Bearer {builder['accessToken']}"}
     )
     statuses = {p["status"] for p in projects.json()["items"]}
-    assert statuses == {"draft", "in_development", "ready"}
+    assert statuses == {"draft", "in_development", "published"}
+    shop = await login(client, "sam@shop.example", DEMO_PASSWORD)
+    bought = await client.get(
+        f"/api/marketplace/purchases/user/{shop['user']['id']}",
+        headers={"Authorization": f"Bearer {shop['accessToken']}"},
+    )
+    assert {p["status"] for p in bought.json()["items"]} == {"completed"}
+    assert bought.json()["pagination"]["total"] == 2
 
     again = bazaar(database_url, "seed-demo", "--if-empty")
     assert again.returncode == 0
