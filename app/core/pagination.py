@@ -58,11 +58,23 @@ def apply_sort(
     return stmt.order_by(ordered, tiebreak.desc() if descending else tiebreak.asc())
 
 
-async def paginate(db: AsyncSession, stmt: Select[*Ts], params: PageParams) -> tuple[list[Any], int]:
+async def _total(db: AsyncSession, stmt: Select[*Ts]) -> int:
     total_stmt = select(func.count()).select_from(stmt.order_by(None).subquery())
-    total = (await db.execute(total_stmt)).scalar_one()
+    return int((await db.execute(total_stmt)).scalar_one())
+
+
+async def paginate(db: AsyncSession, stmt: Select[*Ts], params: PageParams) -> tuple[list[Any], int]:
+    """One page of the first selected entity, and the total count."""
     rows = (await db.execute(stmt.limit(params.limit).offset(params.offset))).scalars().all()
-    return list(rows), int(total)
+    return list(rows), await _total(db, stmt)
+
+
+async def paginate_rows(
+    db: AsyncSession, stmt: Select[*Ts], params: PageParams
+) -> tuple[list[tuple[Any, ...]], int]:
+    """One page of whole rows (several selected columns), and the total count."""
+    rows = (await db.execute(stmt.limit(params.limit).offset(params.offset))).all()
+    return [tuple(row) for row in rows], await _total(db, stmt)
 
 
 def like_pattern(text: str) -> str:

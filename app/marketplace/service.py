@@ -15,8 +15,9 @@ from app.billing.service import LineItem, billing_service
 from app.core.config import Settings
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.events import record_event
-from app.core.pagination import PageParams, apply_sort, paginate
+from app.core.pagination import PageParams, apply_sort, paginate, paginate_rows
 from app.core.principal import Principal
+from app.core.runtime import runtime
 from app.marketplace.repository import listing_repository, purchase_repository
 from app.marketplace.schemas import (
     ListingAuditOut,
@@ -169,7 +170,7 @@ class MarketplaceService:
     ) -> tuple[list[ListingOut], int]:
         stmt = listing_repository.browse(**filters)
         stmt = apply_sort(stmt, params.sort, _BROWSE_SORT, default="-publishedAt", tiebreak=Listing.id)
-        total_rows, total = await self._paginate_rows(db, stmt, params)
+        total_rows, total = await paginate_rows(db, stmt, params)
         return [listing_out(listing, name) for listing, name in total_rows], total
 
     async def detail(self, db: AsyncSession, actor: Principal | None, some_id: UUID) -> ListingDetail:
@@ -282,8 +283,6 @@ class MarketplaceService:
 
     async def settle_purchase(self, db: AsyncSession, payment: Payment) -> None:
         """Payment callback: complete the purchase, post the split, issue the paid invoice."""
-        from app.core.runtime import runtime
-
         assert payment.purchase_id is not None
         purchase = await purchase_repository.get(db, payment.purchase_id, for_update=True)
         if purchase is None or purchase.status != PurchaseStatus.PENDING:
@@ -419,16 +418,6 @@ class MarketplaceService:
         return purchase_out(purchase, await payment_service.for_purchase(db, purchase.id))
 
     # --- helpers --------------------------------------------------------------------------
-
-    @staticmethod
-    async def _paginate_rows(db: AsyncSession, stmt: Any, params: PageParams) -> tuple[list[Any], int]:
-        from sqlalchemy import func, select
-
-        total = (
-            await db.execute(select(func.count()).select_from(stmt.order_by(None).subquery()))
-        ).scalar_one()
-        rows = (await db.execute(stmt.limit(params.limit).offset(params.offset))).all()
-        return [tuple(r) for r in rows], int(total)
 
     @staticmethod
     async def _audit(
