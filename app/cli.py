@@ -1,4 +1,4 @@
-"""The ``bazaar`` command: serve, worker, dev, db upgrade, create-admin, seed-demo."""
+"""The ``bazaar`` command: serve, worker, dev, db upgrade, ledger check, create-admin, seed-demo."""
 
 import asyncio
 import getpass
@@ -23,6 +23,8 @@ cli = typer.Typer(
 )
 db_cli = typer.Typer(help="Database migrations.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
+ledger_cli = typer.Typer(help="Ledger invariants.", no_args_is_help=True)
+cli.add_typer(ledger_cli, name="ledger")
 
 T = TypeVar("T")
 
@@ -62,6 +64,19 @@ def db_upgrade(revision: str = "head") -> None:
 
     upgrade_database(_require_database_url(), revision)
     typer.echo(f"database upgraded to {revision}")
+
+
+@ledger_cli.command("check")
+def ledger_check() -> None:
+    """Check the ledger's invariants; print OK or FAIL for each, exit 1 on any failure."""
+    from app.revenue.service import check_ledger
+
+    _require_database_url()
+    results = _in_transaction(check_ledger)
+    for result in results:
+        typer.echo(result.line())
+    if not all(result.ok for result in results):
+        raise typer.Exit(1)
 
 
 @cli.command("create-admin")

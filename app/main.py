@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.auth.router import router as auth_router
+from app.billing.router import router as billing_router
 from app.core.config import Settings, get_settings
 from app.core.db import dispose_engine, init_engine
 from app.core.errors import install_error_handlers
@@ -15,7 +16,9 @@ from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.runtime import start_runtime, stop_runtime
 from app.marketplace.router import router as marketplace_router
+from app.payments.router import router as payments_router
 from app.projects.router import router as projects_router
+from app.revenue.router import router as revenue_router
 from app.users.router import router as users_router
 
 DESCRIPTION = """
@@ -46,7 +49,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.log_level, settings.log_json)
     app = FastAPI(title="Bazaar API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
-    for router in (health_router, auth_router, users_router, projects_router, marketplace_router):
+    for router in (
+        health_router,
+        auth_router,
+        users_router,
+        projects_router,
+        marketplace_router,
+        payments_router,
+        billing_router,
+        revenue_router,
+    ):
         app.include_router(router)
     if settings.cors_origins:
         app.add_middleware(

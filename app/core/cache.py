@@ -179,6 +179,12 @@ def build_cache(settings: Settings) -> Cache:
     local_ttl = settings.session_cache_ttl_seconds
     if settings.redis_url is None:
         return Cache(local_ttl)
-    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    # A blocking pool: under a burst of concurrent requests (more than max_connections cache
+    # misses at once) a request waits for a connection; the default pool raises at once instead
+    # (redis.exceptions.MaxConnectionsError), which answered 500 (found by bench/purchases.py).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=100, timeout=2, socket_timeout=2, socket_connect_timeout=2
+    )
+    client = aioredis.Redis.from_pool(pool)
     subscriber = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
     return Cache(local_ttl, client, settings.redis_prefix + "cache:", subscriber)

@@ -63,6 +63,12 @@ class ListingRepository:
             stmt = stmt.where(Listing.builder_id == builder_id)
         return stmt
 
+    def best_matches_first(self, stmt: "Select[Listing, str]", q: str) -> "Select[Listing, str]":
+        """Order a search by relevance: the ``search`` vector weighs the title (A) over the
+        category (B) over the description (C); ties go to the newest."""
+        rank = func.ts_rank(Listing.search, func.websearch_to_tsquery("english", q))
+        return stmt.order_by(rank.desc(), Listing.published_at.desc(), Listing.id.desc())
+
     async def audit(self, db: AsyncSession, listing_id: UUID) -> list[ListingAudit]:
         stmt = (
             select(ListingAudit)

@@ -55,7 +55,9 @@ async def browse(
     builder_id: Annotated[UUID | None, Query(alias="builderId")] = None,
 ) -> Page[ListingDetail]:
     """Browse active listings. Public. Sort: `publishedAt` (default newest first), `price`,
-    `popularity`, `title`; `-` for descending. Held and delisted listings never appear."""
+    `popularity`, `title`; `-` for descending. A search (`q`) without `sort` lists the best
+    matches first (title over category over description). Held and delisted listings never
+    appear."""
     items, total = await marketplace_service.browse(
         db,
         page,

@@ -51,7 +51,10 @@ class PublishRequest(InputSchema):
         }
     )
 
-    price_minor: int = Field(ge=0, le=100_000_000, description="Price in minor units (cents); 0 is free")
+    # strict: a JSON integer only; lax mode would take true as 1, "1900" and 19.0 as prices.
+    price_minor: int = Field(
+        ge=0, le=100_000_000, strict=True, description="Price in minor units (cents); 0 is free"
+    )
     currency: Currency = "usd"
     description: Annotated[str, StringConstraints(min_length=1, max_length=5000)]
     category: Category

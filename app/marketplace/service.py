@@ -149,6 +149,10 @@ class MarketplaceService:
                 code="invalid_status_transition",
                 details={"from": current.value, "to": target.value},
             )
+        if target == ListingStatus.ACTIVE:
+            # A listing waiting for review leaves its project `ready`, so its builder may have
+            # deleted the project meanwhile: a deleted project never goes on the marketplace.
+            await project_service.get_visible(db, actor, listing.project_id)
         listing.status = target
         if target == ListingStatus.ACTIVE and listing.published_at is None:
             listing.published_at = datetime.now(UTC)
@@ -169,7 +173,10 @@ class MarketplaceService:
         self, db: AsyncSession, params: PageParams, **filters: Any
     ) -> tuple[list[ListingOut], int]:
         stmt = listing_repository.browse(**filters)
-        stmt = apply_sort(stmt, params.sort, _BROWSE_SORT, default="-publishedAt", tiebreak=Listing.id)
+        if filters.get("q") and not params.sort:
+            stmt = listing_repository.best_matches_first(stmt, filters["q"])
+        else:
+            stmt = apply_sort(stmt, params.sort, _BROWSE_SORT, default="-publishedAt", tiebreak=Listing.id)
         total_rows, total = await paginate_rows(db, stmt, params)
         return [listing_out(listing, name) for listing, name in total_rows], total
 

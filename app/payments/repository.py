@@ -1,7 +1,8 @@
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,10 +59,53 @@ class PaymentRepository:
         )
         return list((await db.execute(stmt)).scalars())
 
+    async def finish_webhook(
+        self, db: AsyncSession, webhook_id: UUID, *, error: str | None, done: bool
+    ) -> None:
+        """Count a processing attempt; ``done`` marks the event processed (``error`` says why it
+        was rejected, if it was), otherwise ``error`` is why this attempt failed."""
+        await db.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == webhook_id)
+            .values(
+                attempts=WebhookEvent.attempts + 1,
+                last_error=error,
+                processed_at=datetime.now(UTC) if done else None,
+            )
+        )
+
+    async def newer_webhook_applied(
+        self, db: AsyncSession, webhook: WebhookEvent, object_id: str, created: int
+    ) -> bool:
+        """Whether an event of the same type about the same object, created later than
+        ``created``, was already processed (this one is stale)."""
+        payload = WebhookEvent.payload
+        stmt = select(WebhookEvent.id).where(
+            WebhookEvent.provider == webhook.provider,
+            WebhookEvent.type == webhook.type,
+            WebhookEvent.id != webhook.id,
+            WebhookEvent.processed_at.is_not(None),
+            payload["data"]["object"]["id"].astext == object_id,
+            payload["created"].astext.cast(BigInteger) > created,
+        )
+        return (await db.execute(stmt.limit(1))).first() is not None
+
     async def payout_account(self, db: AsyncSession, user_id: UUID) -> PayoutAccount | None:
         return (
             await db.execute(select(PayoutAccount).where(PayoutAccount.user_id == user_id))
         ).scalar_one_or_none()
+
+    async def insert_payout_account_unless_exists(
+        self, db: AsyncSession, values: dict[str, Any]
+    ) -> UUID | None:
+        """Insert the user's payout account; None when they already have one (a concurrent request)."""
+        stmt = (
+            insert(PayoutAccount)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[PayoutAccount.user_id])
+            .returning(PayoutAccount.id)
+        )
+        return (await db.execute(stmt)).scalar_one_or_none()
 
     async def payout_account_by_provider_id(self, db: AsyncSession, account_id: str) -> PayoutAccount | None:
         stmt = select(PayoutAccount).where(PayoutAccount.provider_account_id == account_id).with_for_update()

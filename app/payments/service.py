@@ -3,8 +3,12 @@
 What a successful payment means belongs to the domain that asked for it (a purchase to the
 marketplace, an invoice to billing). Those domains register ``on_succeeded`` / ``on_failed``
 callbacks by payment kind, so this domain never imports them.
+
+Builders' payout accounts live here too: the provider account their share is transferred to.
+Its state comes from the provider (Stripe's ``account.updated`` webhook, see ``webhooks.py``).
 """
 
+import enum
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -13,12 +17,25 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
+from app.core.errors import ServiceUnavailable
 from app.core.events import record_event
 from app.models import Payment, PaymentStatus, PayoutAccount
-from app.payments.providers import CheckoutRequest, get_provider
+from app.payments.providers import CheckoutRequest, PaymentProviderError, get_provider
 from app.payments.repository import payment_repository
 
 PaymentCallback = Callable[[AsyncSession, Payment], Awaitable[None]]
+
+
+class PayoutAccountStatus(enum.StrEnum):
+    PENDING = "pending"  # onboarding not finished
+    RESTRICTED = "restricted"  # details submitted, but the provider does not allow payouts (yet)
+    ENABLED = "enabled"
+
+
+def payout_account_status(*, details_submitted: bool, payouts_enabled: bool) -> str:
+    if payouts_enabled:
+        return PayoutAccountStatus.ENABLED
+    return PayoutAccountStatus.RESTRICTED if details_submitted else PayoutAccountStatus.PENDING
 
 
 def payment_kind(payment: Payment) -> str:
@@ -157,8 +174,108 @@ class PaymentService:
     async def for_invoice(self, db: AsyncSession, invoice_id: UUID) -> Payment | None:
         return await payment_repository.for_invoice(db, invoice_id)
 
+    # --- payout accounts ------------------------------------------------------------------
+
     async def payout_account(self, db: AsyncSession, user_id: UUID) -> PayoutAccount | None:
         return await payment_repository.payout_account(db, user_id)
+
+    async def connect_payout_account(
+        self, db: AsyncSession, settings: Settings, *, user_id: UUID, email: str
+    ) -> tuple[PayoutAccount, bool]:
+        """The user's payout account, created at the configured provider the first time.
+        Returns it and whether this call created it.
+
+        The provider call carries the idempotency key ``payout-account-<user id>``: a retry after
+        a failed commit (or a concurrent request) gets the same provider account back, not a
+        second one. The local provider has nothing to fill in, so its account is enabled at once.
+        """
+        existing = await payment_repository.payout_account(db, user_id)
+        if existing is not None:
+            return existing, False
+        provider = get_provider(settings)
+        try:
+            account_id = await provider.create_payout_account(
+                email=email, idempotency_key=f"payout-account-{user_id}"
+            )
+        except PaymentProviderError as exc:
+            raise ServiceUnavailable(
+                f"The payment provider refused or failed: {exc}", code="payment_provider_error"
+            ) from exc
+        ready = provider.name == "local"
+        new_id = await payment_repository.insert_payout_account_unless_exists(
+            db,
+            {
+                "user_id": user_id,
+                "provider": provider.name,
+                "provider_account_id": account_id,
+                "details_submitted": ready,
+                "payouts_enabled": ready,
+                "status": payout_account_status(details_submitted=ready, payouts_enabled=ready),
+            },
+        )
+        account = await payment_repository.payout_account(db, user_id)
+        assert account is not None
+        if new_id is None:  # a concurrent request stored it first
+            return account, False
+        await record_event(
+            db,
+            "payout_account.created",
+            actor_id=user_id,
+            subject_id=account.id,
+            payload=self._account_payload(account),
+        )
+        return account, True
+
+    async def onboarding_url(self, settings: Settings, account: PayoutAccount) -> str | None:
+        """A fresh single-use link where the builder finishes (or updates) onboarding; None when
+        payouts are already enabled."""
+        if account.payouts_enabled:
+            return None
+        base = settings.public_base_url.rstrip("/")
+        try:
+            return await get_provider(settings, account.provider).onboarding_link(
+                account_id=account.provider_account_id,
+                return_url=f"{base}/billing?payoutOnboarding=done",
+                refresh_url=f"{base}/billing?payoutOnboarding=refresh",
+            )
+        except PaymentProviderError as exc:
+            raise ServiceUnavailable(
+                f"The payment provider refused or failed: {exc}", code="payment_provider_error"
+            ) from exc
+
+    async def update_payout_account(
+        self, db: AsyncSession, account: PayoutAccount, *, details_submitted: bool, payouts_enabled: bool
+    ) -> bool:
+        """Apply the provider's view of the account; records ``payout_account.updated`` and
+        returns True only when something changed."""
+        status = payout_account_status(details_submitted=details_submitted, payouts_enabled=payouts_enabled)
+        before = (account.details_submitted, account.payouts_enabled, account.status)
+        if before == (details_submitted, payouts_enabled, status):
+            return False
+        account.details_submitted = details_submitted
+        account.payouts_enabled = payouts_enabled
+        account.status = status
+        await db.flush()
+        await record_event(
+            db,
+            "payout_account.updated",
+            actor_id=None,
+            subject_id=account.id,
+            payload={**self._account_payload(account), "previousStatus": before[2]},
+        )
+        return True
+
+    @staticmethod
+    def _account_payload(account: PayoutAccount) -> dict[str, Any]:
+        return {
+            "payoutAccountId": str(account.id),
+            "userId": str(account.user_id),
+            "provider": account.provider,
+            "providerAccountId": account.provider_account_id,
+            "status": account.status,
+            "detailsSubmitted": account.details_submitted,
+            "payoutsEnabled": account.payouts_enabled,
+        }
 
     @staticmethod
     def _payload(payment: Payment) -> dict[str, Any]:

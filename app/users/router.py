@@ -90,18 +90,27 @@ async def set_user_status(
     return await user_service.profile(db, user)
 
 
-@router.put("/{user_id}/subscription", response_model=SubscriptionOut, responses=errors(401, 403, 404))
+@router.put(
+    "/{user_id}/subscription", response_model=SubscriptionOut, responses=errors(401, 403, 404, 409, 503)
+)
 async def change_subscription(
     user_id: UUID, body: SubscriptionUpdate, db: DB, principal: CurrentPrincipal
 ) -> SubscriptionOut:
-    """Change plan (free/pro/business). Admins assign any plan; users may move to free plans."""
-    subscription, limits = await user_service.change_plan(db, principal, user_id, body)
+    """Change plan (free/pro/business). Admins assign any plan without payment; users move to
+    free plans at once and buy paid ones: with the local provider the plan is paid and switched at
+    once, with Stripe the answer is `pending_payment` with a `checkoutUrl` and the plan switches
+    when the payment succeeds."""
+    subscription, limits, checkout = await user_service.change_plan(db, principal, user_id, body)
+    pending = checkout is not None and not checkout.paid
     return SubscriptionOut(
         id=subscription.id,
         user_id=subscription.user_id,
         plan=subscription.plan,
-        status=subscription.status,
+        status="pending_payment" if pending else subscription.status,
         start_date=subscription.start_date,
         end_date=subscription.end_date,
         limits=limits,
+        pending_plan=body.plan if pending else None,
+        invoice_id=checkout.invoice_id if checkout else None,
+        checkout_url=checkout.checkout_url if checkout else None,
     )

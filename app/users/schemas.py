@@ -88,7 +88,13 @@ class SubscriptionOut(Schema):
     id: UUID
     user_id: UUID
     plan: str
-    status: str
+    status: str = Field(
+        description="active; or pending_payment: a paid plan awaits payment at checkoutUrl and the "
+        "current plan (shown) stays until it is paid"
+    )
     start_date: datetime
     end_date: datetime | None
     limits: dict[str, Any]
+    pending_plan: str | None = Field(None, description="The paid plan awaiting payment")
+    invoice_id: UUID | None = Field(None, description="The invoice of a bought plan")
+    checkout_url: str | None = Field(None, description="Where to pay the pending plan (Stripe Checkout)")

@@ -1,6 +1,7 @@
 """User accounts: sign-up, profile, personas held, status, plan and soft delete."""
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -13,7 +14,7 @@ from app.core.events import record_event
 from app.core.pagination import PageParams, apply_sort, paginate
 from app.core.principal import Principal
 from app.core.security import hash_password, verify_password
-from app.models import Persona, Subscription, SubscriptionStatus, User, UserStatus
+from app.models import Persona, Plan, Subscription, SubscriptionStatus, User, UserStatus
 from app.users.repository import user_repository
 from app.users.schemas import SubscriptionUpdate, UserCreate, UserProfile, UserStatusUpdate, UserUpdate
 
@@ -24,9 +25,25 @@ SELF_SERVICE_PERSONAS = {Persona.BUILDER.value, Persona.END_USER.value}
 AccessListener = Callable[[AsyncSession, UUID, str], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class PlanCheckout:
+    """A paid plan being bought: its invoice, and either paid already (the plan switched in the
+    same transaction) or waiting for the customer at ``checkout_url``."""
+
+    invoice_id: UUID
+    paid: bool
+    checkout_url: str | None
+
+
+# Sells a paid plan to a user buying it for themselves, inside the transaction. The billing
+# domain registers it (users never import billing) and calls ``apply_plan`` once it is paid.
+PaidPlanCheckout = Callable[[AsyncSession, User, Plan], Awaitable[PlanCheckout]]
+
+
 class UserService:
     def __init__(self) -> None:
         self.access_listeners: list[AccessListener] = []
+        self.paid_plan_checkout: PaidPlanCheckout | None = None
 
     async def _access_changed(self, db: AsyncSession, user_id: UUID, reason: str) -> None:
         for listener in self.access_listeners:
@@ -229,19 +246,53 @@ class UserService:
 
     async def change_plan(
         self, db: AsyncSession, actor: Principal, user_id: UUID, body: SubscriptionUpdate
-    ) -> tuple[Subscription, dict[str, Any]]:
+    ) -> tuple[Subscription, dict[str, Any], PlanCheckout | None]:
+        """Administrators assign any plan. Users move to free plans at once and buy paid ones:
+        the checkout is returned; until it is paid the current subscription stays."""
         user = await self._get_for_change(db, actor, user_id)
         plan = await user_repository.get_plan(db, body.plan)
         if plan is None:
             raise ValidationFailed(f"Unknown plan {body.plan!r}", code="unknown_plan")
-        if plan.price_minor > 0 and not actor.can(Perm.USERS_MANAGE):
-            raise Forbidden(
-                "Paid plans are bought through billing; administrators can assign them",
-                code="payment_required",
-            )
         current = await user_repository.active_subscription(db, user.id)
         if current is not None and current.plan == plan.code:
-            return current, plan.limits
+            return current, plan.limits, None
+        if plan.price_minor > 0 and not actor.can(Perm.USERS_MANAGE):
+            if self.paid_plan_checkout is None:
+                raise Forbidden(
+                    "Paid plans are bought through billing; administrators can assign them",
+                    code="payment_required",
+                )
+            checkout = await self.paid_plan_checkout(db, user, plan)
+            if checkout.paid:
+                current = await user_repository.active_subscription(db, user.id)
+            if current is None:
+                raise Conflict("The account has no subscription to change", code="no_subscription")
+            limits = plan.limits if checkout.paid else await self.plan_limits(db, current.plan)
+            return current, limits, checkout
+        return await self._switch_plan(db, user, plan, actor_id=actor.user_id), plan.limits, None
+
+    async def apply_plan(
+        self, db: AsyncSession, user_id: UUID, plan_code: str, *, actor_id: UUID | None, invoice_id: UUID
+    ) -> None:
+        """Switch a user to the plan they paid for (billing calls this when the invoice is paid)."""
+        user = await user_repository.get(db, user_id, for_update=True)
+        plan = await user_repository.get_plan(db, plan_code)
+        if user is None or plan is None:
+            return
+        current = await user_repository.active_subscription(db, user.id)
+        if current is None or current.plan != plan.code:
+            await self._switch_plan(db, user, plan, actor_id=actor_id, invoice_id=invoice_id)
+
+    async def _switch_plan(
+        self,
+        db: AsyncSession,
+        user: User,
+        plan: Plan,
+        *,
+        actor_id: UUID | None,
+        invoice_id: UUID | None = None,
+    ) -> Subscription:
+        current = await user_repository.active_subscription(db, user.id)
         now = datetime.now(UTC)
         if current is not None:
             await user_repository.end_subscription(db, current, now)
@@ -255,18 +306,19 @@ class UserService:
         await record_event(
             db,
             "user.subscription_changed",
-            actor_id=actor.user_id,
+            actor_id=actor_id,
             subject_id=user.id,
             payload={
                 "from": previous,
                 "to": plan.code,
                 "priceMinor": plan.price_minor,
                 "currency": plan.currency,
+                "invoiceId": str(invoice_id) if invoice_id else None,
             },
         )
         await self._access_changed(db, user.id, "plan_changed")
         await db.flush()
-        return subscription, plan.limits
+        return subscription
 
     async def plan_limits(self, db: AsyncSession, plan_code: str) -> dict[str, Any]:
         plan = await user_repository.get_plan(db, plan_code)

@@ -9,7 +9,9 @@ from procrastinate import App, PsycopgConnector
 
 from app.core.config import get_settings
 
-TASK_MODULES = ["app.auth.tasks"]
+# Also the modules that register payment callbacks (what a paid purchase means): the worker
+# settles payments from webhooks, and app.payments may not import them itself.
+TASK_MODULES = ["app.auth.tasks", "app.revenue.tasks", "app.payments.tasks", "app.marketplace.service"]
 
 
 def libpq_url(url: str) -> str:

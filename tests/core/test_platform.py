@@ -81,6 +81,7 @@ PUBLIC = {
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/api/marketplace/projects"),
+    ("POST", "/api/billing/webhooks/stripe"),  # authenticated by its Stripe signature
 }
 # Anonymous callers are welcome, but a token (when sent) is honoured.
 OPTIONAL_AUTH = {("POST", "/api/users"), ("GET", "/api/marketplace/projects/{project_id}")}

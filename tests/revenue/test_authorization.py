@@ -1,0 +1,149 @@
+"""Who may call which revenue endpoint: every route against every persona, as one table
+(the revenue routes are left out of tests/test_authorization.py's matrix)."""
+
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID, uuid4
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.conftest import build_settings, http_client, running_app
+from tests.factories import Account, signed_in
+from tests.revenue.journey import buy, published_project
+from tests.test_authorization import assert_error_shape, event_count
+
+PERSONAS = ("anonymous", "end_user", "owner", "other_builder", "super_admin")
+
+# fmt: off
+MATRIX: dict[str, tuple[int, int, int, int, int]] = {
+    #                                                      anonymous end_user owner other_builder super_admin
+    "POST /api/revenue/calculate":                          (401,     403,     200,  200,          200),
+    "POST /api/revenue/calculate (builderId: owner)":       (401,     403,     200,  404,          200),
+    "POST /api/revenue/calculate (projectId: project)":     (401,     403,     200,  404,          200),
+    "POST /api/revenue/calculate (builderId: unknown)":     (401,     403,     404,  404,          404),
+    "POST /api/revenue/distribute":                         (401,     403,     403,  403,          200),
+    "GET /api/revenue/user/{owner}":                        (401,     404,     200,  404,          200),
+    "GET /api/revenue/user/{me}":                           (401,     200,     200,  200,          200),
+    "GET /api/revenue/user/{unknown}":                      (401,     404,     404,  404,          404),
+    "GET /api/revenue/project/{project}":                   (401,     404,     200,  404,          200),
+    "GET /api/revenue/project/{unknown}":                   (401,     404,     404,  404,          404),
+}
+# fmt: on
+
+UNKNOWN = uuid4()
+
+
+@dataclass
+class World:
+    owner: Account
+    project: UUID
+    actor: Account | None
+
+    @property
+    def me(self) -> Account:
+        return self.actor or self.owner
+
+
+BODIES: dict[str, Callable[[World], dict[str, Any]]] = {
+    "POST /api/revenue/calculate": lambda _: {},
+    "POST /api/revenue/calculate (builderId: owner)": lambda w: {"builderId": str(w.owner.id)},
+    "POST /api/revenue/calculate (projectId: project)": lambda w: {"projectId": str(w.project)},
+    "POST /api/revenue/calculate (builderId: unknown)": lambda _: {"builderId": str(UNKNOWN)},
+}
+
+
+@pytest.fixture(scope="module")
+async def app(
+    database_url: str, redis_url: str | None, redis_prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[FastAPI]:
+    settings = build_settings(
+        database_url,
+        redis_url,
+        redis_prefix,
+        tmp_path_factory.mktemp("var"),
+        {"login_rate_limit_ip": "100000/minute", "payout_settlement_delay_days": 0},
+    )
+    async with running_app(settings) as application:
+        yield application
+
+
+@pytest.fixture(scope="module")
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with http_client(app) as http:
+        yield http
+
+
+async def _world(client: httpx.AsyncClient, persona: str) -> World:
+    owner = await signed_in(client, "builder")
+    project = await published_project(client, owner)
+    await buy(client, project)
+    actor: Account | None = {"anonymous": None, "owner": owner}.get(persona)
+    if persona not in ("anonymous", "owner"):
+        actor = await signed_in(client, "builder" if persona == "other_builder" else persona)
+    return World(owner=owner, project=project, actor=actor)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "persona", "expected"),
+    [
+        pytest.param(endpoint, persona, status, id=f"{endpoint} | {persona} -> {status}")
+        for endpoint, statuses in MATRIX.items()
+        for persona, status in zip(PERSONAS, statuses, strict=True)
+    ],
+)
+async def test_persona_gets_the_status_the_matrix_promises(
+    client: httpx.AsyncClient, endpoint: str, persona: str, expected: int
+) -> None:
+    world = await _world(client, persona)
+    method, template = endpoint.split()[:2]
+    path = template.format(owner=world.owner.id, me=world.me.id, project=world.project, unknown=UNKNOWN)
+    headers = dict(world.actor.headers) if world.actor else {}
+    if endpoint.endswith("/distribute"):
+        headers["Idempotency-Key"] = str(uuid4())
+    body = BODIES[endpoint](world) if endpoint in BODIES else None
+    events_before = await event_count()
+
+    response = await client.request(method, path, json=body, headers=headers)
+
+    assert response.status_code == expected, response.text
+    if expected >= 400:
+        assert_error_shape(response)
+        assert await event_count() == events_before, "a refused request must change nothing"
+    if expected == 200 and "{owner}" in template:
+        assert response.json()["userId"] == str(world.owner.id)
+        assert response.json()["totals"][0]["earnedMinor"] > 0
+    if expected == 200 and "{project}" in template:
+        assert response.json()["projectId"] == str(world.project)
+        assert response.json()["totals"][0]["salesCount"] == 1
+
+
+async def test_a_builder_sees_only_their_own_sales_in_calculate(client: httpx.AsyncClient) -> None:
+    owner = await signed_in(client, "builder")
+    other = await signed_in(client, "builder")
+    await buy(client, await published_project(client, owner))
+
+    mine = await client.post("/api/revenue/calculate", json={}, headers=owner.headers)
+    theirs = await client.post("/api/revenue/calculate", json={}, headers=other.headers)
+
+    assert mine.json()["totals"][0]["salesCount"] == 1
+    assert theirs.json()["totals"] == []
+    assert theirs.json()["builderId"] == str(other.id)
+
+
+def _route_key(method: str, path: str) -> tuple[str, str]:
+    return method, re.sub(r"\{[^}]+\}", "{}", path)
+
+
+def test_matrix_covers_every_revenue_route(app: FastAPI) -> None:
+    routes = {
+        _route_key(method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+        if path.startswith("/api/revenue")
+    }
+    assert routes == {_route_key(*endpoint.split()[:2]) for endpoint in MATRIX}
+    assert set(BODIES) <= set(MATRIX)
