@@ -16,6 +16,7 @@ from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.runtime import start_runtime, stop_runtime
 from app.marketplace.router import router as marketplace_router
+from app.payments.providers import reset_providers
 from app.payments.router import router as payments_router
 from app.projects.router import router as projects_router
 from app.revenue.router import router as revenue_router
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         init_engine(settings)
         await start_runtime(settings)
+        reset_providers()  # providers are built from these settings on first use
         try:
             yield
         finally:

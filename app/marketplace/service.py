@@ -99,7 +99,11 @@ class MarketplaceService:
             )
         if body.price_minor > 0 and settings.payment_provider != "local":
             account = await payment_service.payout_account(db, actor.user_id)
-            if account is None or not account.payouts_enabled:
+            if (
+                account is None
+                or account.provider != settings.payment_provider
+                or not account.payouts_enabled
+            ):
                 raise Conflict(
                     "Paid listings need a payout account: finish onboarding first",
                     code="payout_account_required",

@@ -11,7 +11,7 @@ Its state comes from the provider (Stripe's ``account.updated`` webhook, see ``w
 import enum
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +22,8 @@ from app.core.events import record_event
 from app.models import Payment, PaymentStatus, PayoutAccount
 from app.payments.providers import CheckoutRequest, PaymentProviderError, get_provider
 from app.payments.repository import payment_repository
+
+T = TypeVar("T")
 
 PaymentCallback = Callable[[AsyncSession, Payment], Awaitable[None]]
 
@@ -40,6 +42,17 @@ def payout_account_status(*, details_submitted: bool, payouts_enabled: bool) -> 
 
 def payment_kind(payment: Payment) -> str:
     return "purchase" if payment.purchase_id is not None else "invoice"
+
+
+async def _provider_call(call: Awaitable[T]) -> T:
+    """A refusal or outage of the provider is a 503 for the caller, and the request's
+    transaction (the purchase, the invoice) rolls back with it."""
+    try:
+        return await call
+    except PaymentProviderError as exc:
+        raise ServiceUnavailable(
+            f"The payment provider did not accept the request: {exc}", code="payment_provider_error"
+        ) from exc
 
 
 class PaymentService:
@@ -80,19 +93,21 @@ class PaymentService:
             await self.mark_succeeded(db, payment, processor_fee_minor=0)
             return payment
         base = settings.public_base_url.rstrip("/")
-        started = await provider.start_checkout(
-            CheckoutRequest(
-                payment_id=str(payment.id),
-                amount_minor=amount_minor,
-                currency=currency,
-                description=description,
-                customer_email=customer_email,
-                success_url=f"{base}/payments/{payment.id}/done",
-                cancel_url=f"{base}/payments/{payment.id}/cancelled",
-                transfer_group=f"payment-{payment.id}",
-                metadata={"payment_id": str(payment.id), **(metadata or {})},
-            ),
-            idempotency_key=f"payment-{payment.id}",
+        started = await _provider_call(
+            provider.start_checkout(
+                CheckoutRequest(
+                    payment_id=str(payment.id),
+                    amount_minor=amount_minor,
+                    currency=currency,
+                    description=description,
+                    customer_email=customer_email,
+                    success_url=f"{base}/payments/{payment.id}/done",
+                    cancel_url=f"{base}/payments/{payment.id}/cancelled",
+                    transfer_group=f"payment-{payment.id}",
+                    metadata={"payment_id": str(payment.id), **(metadata or {})},
+                ),
+                idempotency_key=f"payment-{payment.id}",
+            )
         )
         payment.provider_ref = started.provider_ref
         payment.checkout_url = started.checkout_url
@@ -153,11 +168,13 @@ class PaymentService:
         if payment.status != PaymentStatus.SUCCEEDED:
             return
         if payment.amount_minor > 0:
-            await get_provider(settings, payment.provider).refund(
-                provider_ref=payment.provider_ref or "",
-                payment_intent=payment.provider_payment_intent,
-                amount_minor=payment.amount_minor,
-                idempotency_key=f"refund-{payment.id}",
+            await _provider_call(
+                get_provider(settings, payment.provider).refund(
+                    provider_ref=payment.provider_ref or "",
+                    payment_intent=payment.provider_payment_intent,
+                    amount_minor=payment.amount_minor,
+                    idempotency_key=f"refund-{payment.id}",
+                )
             )
         payment.status = PaymentStatus.REFUNDED
         await record_event(

@@ -11,7 +11,15 @@ from app.core.config import get_settings
 
 # Also the modules that register payment callbacks (what a paid purchase means): the worker
 # settles payments from webhooks, and app.payments may not import them itself.
-TASK_MODULES = ["app.auth.tasks", "app.revenue.tasks", "app.payments.tasks", "app.marketplace.service"]
+# Task modules, and the services whose payment callbacks must be registered in the worker too
+# (a webhook settles a purchase or an invoice there).
+TASK_MODULES = [
+    "app.auth.tasks",
+    "app.revenue.tasks",
+    "app.payments.tasks",
+    "app.marketplace.service",
+    "app.billing.service",
+]
 
 
 def libpq_url(url: str) -> str:
