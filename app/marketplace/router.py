@@ -13,6 +13,7 @@ from app.core.principal import Principal
 from app.core.runtime import runtime
 from app.core.schemas import NO_NUL, Page, PaginationInfo
 from app.marketplace.schemas import (
+    Category,
     ListingDetail,
     ListingStatusUpdate,
     PublishRequest,
@@ -27,19 +28,6 @@ router = APIRouter(prefix="/api/marketplace", tags=["marketplace"])
 Buyer = Annotated[Principal, Depends(require_permission(Perm.MARKETPLACE_PURCHASE))]
 Publisher = Annotated[Principal, Depends(require_permission(Perm.MARKETPLACE_PUBLISH))]
 IdempotencyKey = Annotated[str, Depends(idempotency_key)]
-Category = Literal[
-    "customer-support",
-    "sales",
-    "marketing",
-    "education",
-    "productivity",
-    "health",
-    "finance",
-    "legal",
-    "developer-tools",
-    "entertainment",
-    "other",
-]
 
 
 @router.get("/projects", response_model=Page[ListingDetail], responses=errors())

@@ -8,19 +8,6 @@ from app.core.schemas import InputSchema, Schema
 
 Currency = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z]{3}$", to_lower=True)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[\w\- ]+$", to_lower=True)]
-CATEGORIES = (
-    "customer-support",
-    "sales",
-    "marketing",
-    "education",
-    "productivity",
-    "health",
-    "finance",
-    "legal",
-    "developer-tools",
-    "entertainment",
-    "other",
-)
 Category = Literal[
     "customer-support",
     "sales",
