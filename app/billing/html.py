@@ -121,6 +121,7 @@ def render_invoice_html(invoice: Invoice, lines: Sequence[InvoiceLine], *, issue
         return escape(format_money(amount_minor, invoice.currency))
 
     number = escape(invoice.number or "Draft")
+    heading = "Credit note" if invoice.kind == "credit_note" else "Invoice"
     seller_name, _, seller_address = issuer.partition(", ")
     tax_included = is_tax_included(invoice, lines)
     rows = "".join(
@@ -164,7 +165,7 @@ def render_invoice_html(invoice: Invoice, lines: Sequence[InvoiceLine], *, issue
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Invoice {number}</title>
+<title>{heading} {number}</title>
 <style>{_CSS}</style>
 </head>
 <body>
@@ -173,7 +174,7 @@ def render_invoice_html(invoice: Invoice, lines: Sequence[InvoiceLine], *, issue
 <header>
 <div class="seller"><strong>{escape(seller_name)}</strong><br>
 <span class="muted">{escape(seller_address)}</span></div>
-<div><h1>Invoice</h1><div class="number">{number}</div></div>
+<div><h1>{heading}</h1><div class="number">{number}</div></div>
 </header>
 <section class="parties">
 <div class="buyer"><h2>Bill to</h2><div>{escape(invoice.customer_name)}</div>

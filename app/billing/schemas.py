@@ -8,7 +8,7 @@ from app.core.schemas import InputSchema, Schema
 
 Currency = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z]{3}$", to_lower=True)]
 InvoiceStatusName = Literal["draft", "open", "paid", "void"]
-InvoiceKind = Literal["purchase", "plan", "charge"]
+InvoiceKind = Literal["purchase", "plan", "charge", "credit_note"]
 
 
 class InvoiceLineOut(Schema):
@@ -24,11 +24,18 @@ class InvoiceOut(Schema):
     invoice needs. Money is integer minor units of ``currency``."""
 
     id: UUID
-    number: str | None = Field(description="Gapless per year: INV-<year>-<sequence>; none for drafts")
+    number: str | None = Field(
+        description="Gapless per year: INV-<year>-<sequence>, credit notes CN-<year>-<sequence>; "
+        "none for drafts"
+    )
     user_id: UUID
     status: InvoiceStatusName
-    kind: InvoiceKind = Field(description="purchase (marketplace), plan (subscription) or charge")
-    reference: str | None = Field(description="purchase id for purchases, plan code for plans")
+    kind: InvoiceKind = Field(
+        description="purchase (marketplace), plan (subscription), charge, or credit_note (a refund)"
+    )
+    reference: str | None = Field(
+        description="purchase id for purchases, plan code for plans, the credited invoice for credit notes"
+    )
     currency: str
     subtotal_minor: int = Field(description="Before tax")
     tax_rate_bps: int = Field(description="Tax rate in basis points (2000 = 20%)")

@@ -160,6 +160,59 @@ class BillingService:
         await db.flush()
         return invoice
 
+    async def credit(
+        self, db: AsyncSession, *, kind: str, reference: str, reason: str, actor_id: UUID | None
+    ) -> Invoice | None:
+        """Issue a credit note cancelling the invoice of ``(kind, reference)`` (a refunded
+        purchase): the original stays as it was, the credit note negates every line and total.
+        Credit notes have their own gapless series (``CN-<year>-000001``) and are settled at
+        once: the money has already gone back. None when there was no invoice to credit."""
+        original = await invoice_repository.by_reference(db, kind, reference)
+        if original is None or original.number is None:
+            return None
+        now = datetime.now(UTC)
+        note = Invoice(
+            user_id=original.user_id,
+            status=InvoiceStatus.PAID,
+            currency=original.currency,
+            subtotal_minor=-original.subtotal_minor,
+            tax_rate_bps=original.tax_rate_bps,
+            tax_minor=-original.tax_minor,
+            total_minor=-original.total_minor,
+            customer_name=original.customer_name,
+            customer_email=original.customer_email,
+            kind="credit_note",
+            reference=str(original.id),
+            memo=f"Credit note for {original.number}: {reason}",
+            issued_at=now,
+            paid_at=now,
+        )
+        db.add(note)
+        await db.flush()
+        lines = (await invoice_repository.lines(db, [original.id]))[original.id]
+        for line in lines:
+            db.add(
+                InvoiceLine(
+                    invoice_id=note.id,
+                    position=line.position,
+                    description=f"Refund: {line.description}",
+                    quantity=line.quantity,
+                    unit_amount_minor=-line.unit_amount_minor,
+                    amount_minor=-line.amount_minor,
+                )
+            )
+        series = f"CN-{now.year}"
+        note.number = f"{series}-{await invoice_repository.next_number(db, series):06d}"
+        await record_event(
+            db,
+            "invoice.credit_note_issued",
+            actor_id=actor_id,
+            subject_id=note.id,
+            payload={**self._payload(note), "creditedInvoiceId": str(original.id), "reason": reason},
+        )
+        await db.flush()
+        return note
+
     async def mark_paid(self, db: AsyncSession, invoice_id: UUID, *, actor_id: UUID | None) -> Invoice:
         invoice = await invoice_repository.get(db, invoice_id, for_update=True)
         if invoice is None:

@@ -393,6 +393,9 @@ class MarketplaceService:
             purchase_id=purchase.id,
             memo=f"Refund: {reason}",
         )
+        await billing_service.credit(
+            db, kind="purchase", reference=str(purchase.id), reason=reason, actor_id=actor.user_id
+        )
         purchase.status = PurchaseStatus.REFUNDED
         purchase.refunded_at = datetime.now(UTC)
         await listing_repository.add_purchase_count(db, purchase.listing_id, -1)

@@ -282,3 +282,35 @@ async def test_a_voided_invoice_is_stamped_void(client, settings):
     voided = await events_of("invoice.voided")
     assert voided[0]["payload"]["reason"] == "Sent in error"
     assert voided[0]["payload"]["status"] == "void"
+
+
+async def test_a_refund_issues_a_credit_note_cancelling_the_purchase_invoice(client) -> None:
+    from tests.marketplace.steps import buy, listed_project, refund
+
+    builder = await signed_in(client, "builder")
+    buyer = await signed_in(client, "end_user")
+    admin = await signed_in(client, "super_admin")
+    project = await listed_project(client, builder)
+    first = await buy(client, buyer, project)
+    await refund(client, admin, first["id"])
+    second = await buy(client, buyer, project)
+    await refund(client, admin, second["id"])
+
+    items = (await client.get("/api/billing/invoices?sort=createdAt", headers=buyer.headers)).json()["items"]
+    invoices = [i for i in items if i["kind"] == "purchase"]
+    notes = [i for i in items if i["kind"] == "credit_note"]
+    assert [n["number"][:3] for n in notes] == ["CN-", "CN-"]
+    assert [int(n["number"].rsplit("-", 1)[1]) for n in notes] == [1, 2]  # its own gapless series
+    for invoice, note in zip(invoices, notes, strict=True):
+        assert invoice["status"] == "paid"  # the original stays as it was
+        assert note["reference"] == invoice["id"]
+        assert note["totalMinor"] == -invoice["totalMinor"]
+        assert note["subtotalMinor"] + note["taxMinor"] == note["totalMinor"]
+        assert [line["amountMinor"] for line in note["items"]] == [
+            -line["amountMinor"] for line in invoice["items"]
+        ]
+    document = await client.get(f"/api/billing/invoices/{notes[0]['id']}/html", headers=buyer.headers)
+    assert "Credit note" in document.text
+    assert notes[0]["number"] in document.text
+    credited = [e["payload"]["creditedInvoiceId"] for e in await events_of("invoice.credit_note_issued")]
+    assert credited == [invoices[0]["id"], invoices[1]["id"]]
