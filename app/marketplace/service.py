@@ -33,7 +33,7 @@ from app.models import Listing, ListingAudit, ListingStatus, Payment, ProjectSta
 from app.payments.service import payment_service
 from app.projects.service import project_service
 from app.revenue import ledger
-from app.revenue.splits import split_sale
+from app.revenue.splits import Split, split_sale
 from app.users.service import user_service
 
 _BROWSE_SORT = {
@@ -80,6 +80,16 @@ def purchase_out(purchase: Purchase, payment: Payment | None) -> PurchaseOut:
         completed_at=purchase.completed_at,
         refunded_at=purchase.refunded_at,
     )
+
+
+def _split_payload(split: Split) -> dict[str, int]:
+    """The parts of a sale as events carry them; grossMinor = the other three added up."""
+    return {
+        "grossMinor": split.gross_minor,
+        "processorFeeMinor": split.processor_fee_minor,
+        "platformFeeMinor": split.platform_fee_minor,
+        "builderShareMinor": split.builder_share_minor,
+    }
 
 
 class MarketplaceService:
@@ -342,10 +352,7 @@ class MarketplaceService:
             payload={
                 **self._purchase_payload(purchase),
                 "paymentId": str(payment.id),
-                "grossMinor": split.gross_minor,
-                "processorFeeMinor": split.processor_fee_minor,
-                "platformFeeMinor": split.platform_fee_minor,
-                "builderShareMinor": split.builder_share_minor,
+                **_split_payload(split),
                 "platformFeeBps": purchase.platform_fee_bps,
                 "invoiceId": str(invoice.id),
             },
@@ -407,10 +414,7 @@ class MarketplaceService:
             payload={
                 **self._purchase_payload(purchase),
                 "reason": reason,
-                "grossMinor": split.gross_minor,
-                "processorFeeMinor": split.processor_fee_minor,
-                "platformFeeMinor": split.platform_fee_minor,
-                "builderShareMinor": split.builder_share_minor,
+                **_split_payload(split),
             },
         )
         await db.flush()
