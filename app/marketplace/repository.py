@@ -1,3 +1,4 @@
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -119,3 +120,78 @@ class PurchaseRepository:
 
 listing_repository = ListingRepository()
 purchase_repository = PurchaseRepository()
+
+
+class MarketplaceStatsRepository:
+    """Aggregates over listings and purchases for ``GET /api/marketplace/analytics``."""
+
+    async def listing_counts(self, db: AsyncSession, builder_id: UUID | None) -> dict[str, int]:
+        stmt = select(Listing.status, func.count()).group_by(Listing.status)
+        if builder_id is not None:
+            stmt = stmt.where(Listing.builder_id == builder_id)
+        return {status: int(count) for status, count in (await db.execute(stmt)).all()}
+
+    def _purchases(self, builder_id: UUID | None, start: datetime | None, end: datetime | None) -> Any:
+        conditions = []
+        if builder_id is not None:
+            conditions.append(Purchase.builder_id == builder_id)
+        if start is not None:
+            conditions.append(Purchase.created_at >= start)
+        if end is not None:
+            conditions.append(Purchase.created_at < end)
+        return conditions
+
+    async def totals(
+        self, db: AsyncSession, builder_id: UUID | None, start: datetime | None, end: datetime | None
+    ) -> list[tuple[str, str, int, int]]:
+        stmt = (
+            select(
+                Purchase.currency,
+                Purchase.status,
+                func.count(),
+                func.coalesce(func.sum(Purchase.amount_minor), 0),
+            )
+            .where(*self._purchases(builder_id, start, end))
+            .group_by(Purchase.currency, Purchase.status)
+        )
+        return [(c, s, int(n), int(total)) for c, s, n, total in (await db.execute(stmt)).all()]
+
+    async def top_listings(
+        self,
+        db: AsyncSession,
+        builder_id: UUID | None,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> list[tuple[UUID, UUID, str, str, int, int]]:
+        stmt = (
+            select(
+                Listing.id,
+                Listing.project_id,
+                Listing.title,
+                Purchase.currency,
+                func.count(),
+                func.sum(Purchase.amount_minor),
+            )
+            .join(Listing, Listing.id == Purchase.listing_id)
+            .where(Purchase.status == "completed", *self._purchases(builder_id, start, end))
+            .group_by(Listing.id, Listing.project_id, Listing.title, Purchase.currency)
+            .order_by(func.count().desc(), func.sum(Purchase.amount_minor).desc(), Listing.id)
+            .limit(limit)
+        )
+        return [(a, b, t, c, int(n), int(g)) for a, b, t, c, n, g in (await db.execute(stmt)).all()]
+
+    async def daily(
+        self, db: AsyncSession, builder_id: UUID | None, start: datetime | None, end: datetime | None
+    ) -> list[tuple[str, str, int, int]]:
+        day = func.to_char(func.timezone("UTC", Purchase.completed_at), "YYYY-MM-DD")
+        stmt = (
+            select(day, Purchase.currency, func.count(), func.sum(Purchase.amount_minor))
+            .where(Purchase.status == "completed", *self._purchases(builder_id, start, end))
+            .group_by(day, Purchase.currency)
+            .order_by(day, Purchase.currency)
+        )
+        return [(d, c, int(n), int(g)) for d, c, n, g in (await db.execute(stmt)).all()]
+
+
+stats_repository = MarketplaceStatsRepository()

@@ -1,3 +1,4 @@
+from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -6,6 +7,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from app.auth.deps import CurrentPrincipal, OptionalPrincipal, require_permission
 from app.auth.permissions import Perm
 from app.core.db import DB
+from app.core.errors import ValidationFailed
 from app.core.idempotency import idempotency_key
 from app.core.openapi import errors
 from app.core.pagination import Pagination
@@ -16,6 +18,7 @@ from app.marketplace.schemas import (
     Category,
     ListingDetail,
     ListingStatusUpdate,
+    MarketplaceAnalytics,
     PublishRequest,
     PurchaseOut,
     PurchaseRequest,
@@ -61,6 +64,22 @@ async def browse(
         items=[ListingDetail(**i.model_dump()) for i in items],
         pagination=PaginationInfo(total=total, page=page.page, limit=page.limit),
     )
+
+
+@router.get("/analytics", response_model=MarketplaceAnalytics, responses=errors(401, 403, 404))
+async def marketplace_analytics(
+    db: DB,
+    principal: CurrentPrincipal,
+    builder_id: Annotated[UUID | None, Query(alias="builderId", description="Admins: one builder")] = None,
+    start: Annotated[datetime | None, Query(alias="from", description="Purchases made from (UTC)")] = None,
+    end: Annotated[datetime | None, Query(alias="to", description="Purchases made before (UTC)")] = None,
+) -> MarketplaceAnalytics:
+    """Listings by status, purchases and gross by currency, top listings and a daily series.
+    Admins see the platform (or one builder); builders see their own listings. From the
+    transactional tables until the warehouse marts serve it."""
+    if start is not None and end is not None and start >= end:
+        raise ValidationFailed("`from` must be before `to`", code="invalid_period")
+    return await marketplace_service.analytics(db, principal, builder_id=builder_id, start=start, end=end)
 
 
 @router.get("/projects/{project_id}", response_model=ListingDetail, responses=errors(404))
