@@ -23,8 +23,6 @@ import re
 import resource
 import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,19 +31,29 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 from urllib.parse import urlsplit
 
 import httpx
-import psycopg
-import redis
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-HOST = "127.0.0.1"
-PG_ADMIN_URL = f"postgresql://postgres@{HOST}:5432/postgres"
+# Run as a script, bench/ is not a package: the project root on sys.path makes ``bench.servers``.
+from bench.servers import (  # noqa: E402
+    HOST,
+    REDIS_URL,
+    Server,
+    clean_redis,
+    create_database,
+    drop_database,
+    free_port,
+    reachable,
+    start,
+    stop,
+    wait_ready,
+)
+
 DATABASE = "bazaar_bench"
-REDIS_URL = f"redis://{HOST}:6379/0"
 REDIS_PREFIX = "bazaar-bench:"
 PASSWORD = "bench-password-" + secrets.token_hex(4)
 TARGET_RATIO = 0.5
@@ -70,18 +78,6 @@ class Target:
     url: str
     headers: dict[str, str]
     pid: int
-
-
-@dataclass
-class Server:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: IO[bytes]
-    log_path: Path
-
-    def tail(self, lines: int = 30) -> str:
-        self.log.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def parse_args() -> argparse.Namespace:
@@ -109,80 +105,6 @@ def parse_args() -> argparse.Namespace:
     if args.client == "auto":
         args.client = "wrk" if shutil.which("wrk") else "asyncio"
     return args
-
-
-def reachable(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def create_database() -> str:
-    sys.path.insert(0, str(ROOT))
-    from app.core.migrate import upgrade_database
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{DATABASE}"
-    upgrade_database(url)
-    return url
-
-
-def drop_database() -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-
-
-def clean_redis() -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"{REDIS_PREFIX}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
-def start(name: str, command: list[str], env: dict[str, str], logs: Path) -> Server:
-    log_path = logs / f"{name}.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    return Server(name, process, log, log_path)
-
-
-def stop(server: Server) -> None:
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(timeout=5)
-    server.log.close()
-
-
-def wait_ready(server: Server, url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"{server.name} exited with {server.process.returncode}:\n{server.tail()}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{server.name} did not answer {url} within {timeout:.0f} s:\n{server.tail()}")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -380,9 +302,9 @@ def main() -> int:
     print(f"client: {args.client}, concurrency {args.concurrency}, {args.rounds} rounds per route")
     print(f"redis: {REDIS_URL if use_redis else 'not answering: in-process fallback'}")
 
-    database_url = create_database()
+    database_url = create_database(DATABASE)
     if use_redis:
-        clean_redis()
+        clean_redis(REDIS_PREFIX)
     env = {
         **os.environ,
         "ENVIRONMENT": "development",
@@ -462,9 +384,9 @@ def main() -> int:
         finally:
             for server in servers:
                 stop(server)
-            drop_database()
+            drop_database(DATABASE)
             if use_redis:
-                clean_redis()
+                clean_redis(REDIS_PREFIX)
 
     me_rps = statistics.median(m.rps for m in runs["me"])
     noop_rps = statistics.median(m.rps for m in runs["noop"])

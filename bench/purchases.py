@@ -45,26 +45,30 @@ from typing import Any
 
 import httpx
 import psycopg
-import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# The auth benchmark's server and measurement helpers (run as a script, bench/ is not a package).
+# Run as a script, bench/ is not a package: the project root on sys.path makes ``bench.*``.
+# The auth benchmark's measurement helpers, and the servers, database and Redis shared by both.
 from bench.auth_me import (  # noqa: E402
-    HOST,
-    PG_ADMIN_URL,
-    REDIS_URL,
     Measure,
-    Server,
     client_cpu_seconds,
-    free_port,
     load_average,
     machine_note,
     percentile,
     process_cpu_seconds,
-    reachable,
     run_async_client,
+)
+from bench.servers import (  # noqa: E402
+    HOST,
+    REDIS_URL,
+    Server,
+    clean_redis,
+    create_database,
+    drop_database,
+    free_port,
+    reachable,
     start,
     stop,
     wait_ready,
@@ -162,32 +166,6 @@ def parse_args() -> argparse.Namespace:
 
 
 # --- database, Redis, server ------------------------------------------------------------------
-
-
-def create_database() -> str:
-    from app.core.migrate import upgrade_database
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{DATABASE}"
-    upgrade_database(url)
-    return url
-
-
-def drop_database() -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-
-
-def clean_redis() -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"{REDIS_PREFIX}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 def server_env(database_url: str, use_redis: bool) -> dict[str, str]:
@@ -591,9 +569,9 @@ def main() -> int:
     )
     print(f"redis: {REDIS_URL if use_redis else 'not answering: in-process fallback'}")
 
-    database_url = create_database()
+    database_url = create_database(DATABASE)
     if use_redis:
-        clean_redis()
+        clean_redis(REDIS_PREFIX)
     report = Report()
     port = free_port()
     api = f"http://{HOST}:{port}"
@@ -651,9 +629,9 @@ def main() -> int:
         finally:
             if server is not None:
                 stop(server)
-            drop_database()
+            drop_database(DATABASE)
             if use_redis:
-                clean_redis()
+                clean_redis(REDIS_PREFIX)
 
     return summarize(report, args)
 

@@ -12,8 +12,7 @@ Every case runs against a fresh owner with one project, so mutations never leak 
 The app is shared by the module (one start-up and cleanup, not one per case).
 """
 
-import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
@@ -21,14 +20,9 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
 
-from app.core.db import sessionmaker
-from app.models import OutboxEvent
-from tests.conftest import build_settings, http_client, running_app
 from tests.factories import PASSWORD, Account, create_project, events_of, signed_in, unique_email
-
-PERSONAS = ("anonymous", "end_user", "owner", "other_builder", "super_admin")
+from tests.matrix import assert_error_shape, event_count, matrix_cases, module_app, module_client, route_key
 
 # What each persona gets from each endpoint. ``{owner}`` is the owning builder's user id,
 # ``{project}`` their project, ``{me}`` the caller's own user id.
@@ -97,34 +91,11 @@ BODIES: dict[str, Callable[[World], dict[str, Any]]] = {
     "PUT /api/projects/{project}/status": lambda _: {"status": "in_development"},
 }
 
-CASES = [
-    pytest.param(endpoint, persona, status, id=f"{endpoint} | {persona} -> {status}")
-    for endpoint, statuses in MATRIX.items()
-    for persona, status in zip(PERSONAS, statuses, strict=True)
-]
+CASES = matrix_cases(MATRIX)
 
 
-@pytest.fixture(scope="module")
-async def app(
-    database_url: str, redis_url: str | None, redis_prefix: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[FastAPI]:
-    """One app for the whole module: a fresh app per case would make the matrix slow."""
-    settings = build_settings(
-        database_url,
-        redis_url,
-        redis_prefix,
-        tmp_path_factory.mktemp("var"),
-        # Every case logs in from the same test client address.
-        {"login_rate_limit_ip": "100000/minute"},
-    )
-    async with running_app(settings) as application:
-        yield application
-
-
-@pytest.fixture(scope="module")
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with http_client(app) as http:
-        yield http
+app = module_app()
+client = module_client()
 
 
 async def _world(client: httpx.AsyncClient, persona: str) -> World:
@@ -141,24 +112,6 @@ async def _world(client: httpx.AsyncClient, persona: str) -> World:
     if isinstance(actor, str):
         actor = await signed_in(client, actor)
     return World(owner=owner, project=project, actor=actor)
-
-
-async def event_count() -> int:
-    async with sessionmaker()() as db:
-        return int((await db.execute(select(func.count()).select_from(OutboxEvent))).scalar_one())
-
-
-def assert_error_shape(response: httpx.Response) -> dict[str, Any]:
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) == {"code", "message", "details"}, body
-    assert isinstance(error["code"], str), body
-    assert error["code"], body
-    assert isinstance(error["message"], str), body
-    assert error["message"], body
-    assert isinstance(error["details"], dict), body
-    return dict(error)
 
 
 @pytest.mark.parametrize(("endpoint", "persona", "expected"), CASES)
@@ -190,10 +143,6 @@ async def test_persona_gets_the_status_the_matrix_promises(
             assert returned["pagination"]["total"] == 1
 
 
-def _route_key(method: str, path: str) -> tuple[str, str]:
-    return method, re.sub(r"\{[^}]+\}", "{}", path)
-
-
 # Domains whose resources need a richer world (a published listing, a purchase...) keep their
 # own matrix next to their tests, which checks its own route coverage.
 OWN_MATRIX = ("/api/marketplace", "/api/revenue", "/api/billing", "/api/payments")
@@ -201,12 +150,12 @@ OWN_MATRIX = ("/api/marketplace", "/api/revenue", "/api/billing", "/api/payments
 
 def test_matrix_covers_every_route_of_the_app(app: FastAPI) -> None:
     routes = {
-        _route_key(method.upper(), path)
+        route_key(method.upper(), path)
         for path, operations in app.openapi()["paths"].items()
         for method in operations
         if not path.startswith(OWN_MATRIX)
     }
-    in_matrix = {_route_key(*endpoint.split()[:2]) for endpoint in MATRIX}
+    in_matrix = {route_key(*endpoint.split()[:2]) for endpoint in MATRIX}
     assert routes == in_matrix
     assert set(BODIES) <= set(MATRIX)
 

@@ -1,6 +1,5 @@
 """Reading invoices: who sees which, filters and pages, and the printable HTML page."""
 
-import re
 from uuid import uuid4
 
 import pytest
@@ -11,6 +10,7 @@ from app.billing.service import billing_service
 from app.core.db import commit, sessionmaker
 from tests.billing.steps import change_plan, charge
 from tests.factories import create_user, events_of, signed_in
+from tests.matrix import route_key
 
 # Who gets what from each billing route (the app-wide matrix leaves /api/billing to this module;
 # the Stripe webhook under it belongs to the payments domain and its tests). ``{invoice}`` is an
@@ -27,18 +27,14 @@ MATRIX: dict[str, tuple[int, int, int, int]] = {
 # fmt: on
 
 
-def _route_key(method: str, path: str) -> str:
-    return method + " " + re.sub(r"\{[^}]+\}", "{}", path)
-
-
 def test_billing_matrix_covers_every_billing_route(app: FastAPI) -> None:
     routes = {
-        _route_key(method.upper(), path)
+        route_key(method.upper(), path)
         for path, operations in app.openapi()["paths"].items()
         for method in operations
         if path.startswith("/api/billing") and not path.startswith(PAYMENTS_ROUTES)
     }
-    assert routes == {_route_key(*endpoint.split()) for endpoint in MATRIX}
+    assert routes == {route_key(*endpoint.split()) for endpoint in MATRIX}
 
 
 async def test_each_persona_gets_what_the_billing_matrix_promises(client):

@@ -12,7 +12,7 @@ import httpx
 from sqlalchemy import func, select
 
 from app.core.db import sessionmaker
-from app.models import Invoice, LedgerEntry, LedgerTransaction, OutboxEvent, Payment, Purchase
+from app.models import Invoice, LedgerEntry, LedgerTransaction, Payment, Purchase
 from tests.factories import Account, create_project
 
 PUBLISH_BODY: dict[str, Any] = {
@@ -174,8 +174,3 @@ async def invoices_of(user_id: UUID) -> list[Invoice]:
     async with sessionmaker()() as db:
         stmt = select(Invoice).where(Invoice.user_id == user_id).order_by(Invoice.created_at)
         return list((await db.execute(stmt)).scalars())
-
-
-async def event_count() -> int:
-    async with sessionmaker()() as db:
-        return int((await db.execute(select(func.count()).select_from(OutboxEvent))).scalar_one())

@@ -11,8 +11,7 @@ Personas (the columns of ``MATRIX``): ``anonymous`` (no token), ``end_user`` (th
 ``owner``, ``other_builder`` (a builder who owns nothing here), ``super_admin``.
 """
 
-import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
@@ -26,12 +25,17 @@ from app.core.db import commit, sessionmaker
 from app.core.principal import Principal
 from app.marketplace.schemas import ListingStatusUpdate
 from app.marketplace.service import marketplace_service
-from tests.conftest import build_settings, http_client, running_app
 from tests.factories import Account, signed_in
-from tests.marketplace.steps import buy, event_count, listed_project, ready_project
-from tests.test_authorization import assert_error_shape
-
-PERSONAS = ("anonymous", "end_user", "owner", "other_builder", "super_admin")
+from tests.marketplace.steps import buy, listed_project, ready_project
+from tests.matrix import (
+    PERSONAS,
+    assert_error_shape,
+    event_count,
+    matrix_cases,
+    module_app,
+    module_client,
+    route_key,
+)
 
 # ``{me}`` is the caller's own user id (the owner's for anonymous callers).
 # fmt: off
@@ -51,6 +55,7 @@ MATRIX: dict[str, tuple[int, int, int, int, int]] = {
     "GET /api/marketplace/purchases/user/{buyer}":        (401,       200,      404,   404,           200),
     "GET /api/marketplace/purchases/user/{me}":           (401,       200,      200,   200,           200),
     "POST /api/marketplace/purchases/{purchase}/refund":  (401,       403,      403,   403,           200),
+    "GET /api/marketplace/analytics":                     (401,       403,      200,   200,           200),
 }
 # fmt: on
 
@@ -96,6 +101,7 @@ CODES: dict[str, dict[str, str]] = {
     "POST /api/marketplace/purchases/{purchase}/refund": dict.fromkeys(
         ("end_user", "owner", "other_builder"), "permission_denied"
     ),
+    "GET /api/marketplace/analytics": {"end_user": "permission_denied"},
 }
 
 
@@ -133,33 +139,11 @@ BODIES: dict[str, Callable[[World], dict[str, Any]]] = {
     "POST /api/marketplace/purchases/{purchase}/refund": lambda _: {"reason": "Asked for it"},
 }
 
-CASES = [
-    pytest.param(endpoint, persona, status, id=f"{endpoint} | {persona} -> {status}")
-    for endpoint, statuses in MATRIX.items()
-    for persona, status in zip(PERSONAS, statuses, strict=True)
-]
+CASES = matrix_cases(MATRIX)
 
 
-@pytest.fixture(scope="module")
-async def app(
-    database_url: str, redis_url: str | None, redis_prefix: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[FastAPI]:
-    """One app for the module: a fresh app per case would make the matrix slow."""
-    settings = build_settings(
-        database_url,
-        redis_url,
-        redis_prefix,
-        tmp_path_factory.mktemp("var"),
-        {"login_rate_limit_ip": "100000/minute"},
-    )
-    async with running_app(settings) as application:
-        yield application
-
-
-@pytest.fixture(scope="module")
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with http_client(app) as http:
-        yield http
+app = module_app()
+client = module_client()
 
 
 async def hold_as_platform(project_id: UUID) -> None:
@@ -241,18 +225,14 @@ async def test_persona_gets_the_status_the_matrix_promises(
             assert returned["projectId"] == str(asked)
 
 
-def _route_key(method: str, path: str) -> tuple[str, str]:
-    return method, re.sub(r"\{[^}]+\}", "{}", path)
-
-
 def test_matrix_covers_every_marketplace_route(app: FastAPI) -> None:
     routes = {
-        _route_key(method.upper(), path)
+        route_key(method.upper(), path)
         for path, operations in app.openapi()["paths"].items()
         for method in operations
         if path.startswith("/api/marketplace")
     }
-    in_matrix = {_route_key(*endpoint.split()[:2]) for endpoint in MATRIX}
+    in_matrix = {route_key(*endpoint.split()[:2]) for endpoint in MATRIX}
     assert routes == in_matrix
     assert set(BODIES) <= set(MATRIX)
     assert set(CODES) <= set(MATRIX)

@@ -21,12 +21,12 @@ from tests.factories import Account, create_project, events_of, signed_in
 from tests.marketplace.steps import (
     buy,
     error_code,
-    event_count,
     listed_project,
     moderate,
     publish,
     ready_project,
 )
+from tests.matrix import event_count
 
 LISTING_STATUSES = ["pending_review", "active", "held", "delisted"]
 MODERATION_TARGETS = ["active", "held", "delisted"]  # what PUT .../status accepts

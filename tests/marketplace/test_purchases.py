@@ -22,7 +22,6 @@ from tests.marketplace.steps import (
     balances,
     buy,
     error_code,
-    event_count,
     invoices_of,
     ledger_entries,
     ledger_transactions,
@@ -35,6 +34,7 @@ from tests.marketplace.steps import (
     refund,
     unbalanced_transactions,
 )
+from tests.matrix import event_count
 
 PRICE, PROCESSOR_FEE, PLATFORM_FEE = 1900, 85, 380
 BUILDER_SHARE = PRICE - PROCESSOR_FEE - PLATFORM_FEE

@@ -6,14 +6,12 @@ Personas: ``anonymous``, ``end_user``, ``builder`` (no payout account yet), ``ow
 with one), ``super_admin``.
 """
 
-import re
-
 import pytest
 from fastapi import FastAPI
 
 from tests.factories import Account, signed_in
+from tests.matrix import assert_error_shape, route_key
 from tests.payments.steps import WEBHOOK
-from tests.test_authorization import assert_error_shape
 
 PERSONAS = ("anonymous", "end_user", "builder", "owner", "super_admin")
 
@@ -35,12 +33,12 @@ OWN_ROUTES = ("/api/payments", WEBHOOK)
 
 def test_matrix_covers_every_payments_route(app: FastAPI) -> None:
     routes = {
-        (method.upper(), re.sub(r"\{[^}]+\}", "{}", path))
+        route_key(method.upper(), path)
         for path, operations in app.openapi()["paths"].items()
         for method in operations
         if path.startswith(OWN_ROUTES)
     }
-    assert routes == {tuple(endpoint.split()) for endpoint in MATRIX}
+    assert routes == {route_key(*endpoint.split()) for endpoint in MATRIX}
 
 
 @pytest.mark.parametrize("persona", PERSONAS)

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from tests.fakes import sign_webhook
-from tests.marketplace.steps import event_count
+from tests.matrix import event_count
 from tests.payments.steps import WEBHOOK, deliver, webhook_rows
 
 

@@ -5,17 +5,8 @@ from uuid import UUID, uuid4
 
 import httpx
 
-from tests.factories import Account, create_project, signed_in
-
-
-async def ready_project(client: httpx.AsyncClient, builder: Account, name: str = "Support Copilot") -> UUID:
-    project_id = await create_project(builder, name=name)
-    for status in ("in_development", "ready"):
-        response = await client.put(
-            f"/api/projects/{project_id}/status", json={"status": status}, headers=builder.headers
-        )
-        assert response.status_code == 200, response.text
-    return project_id
+from tests.factories import Account, signed_in
+from tests.marketplace import steps
 
 
 async def published_project(
@@ -26,25 +17,25 @@ async def published_project(
     currency: str = "usd",
     name: str = "App",
 ) -> UUID:
-    project_id = await ready_project(client, builder, name=name)
-    response = await client.post(
-        f"/api/marketplace/projects/{project_id}/publish",
-        json={"priceMinor": price, "currency": currency, "description": "Helps", "category": "sales"},
-        headers=builder.headers,
+    project_id = await steps.ready_project(client, builder, name=name)
+    # No tags: ``tags=[]`` is the API's default, it overrides the ``PUBLISH_BODY``'s.
+    await steps.publish(
+        client,
+        builder,
+        project_id,
+        priceMinor=price,
+        currency=currency,
+        description="Helps",
+        category="sales",
+        tags=[],
     )
-    assert response.status_code == 201, response.text
     return project_id
 
 
 async def buy(client: httpx.AsyncClient, project_id: UUID, buyer: Account | None = None) -> dict[str, Any]:
+    """``steps.buy`` with the buyer last and optional (a fresh end user by default)."""
     buyer = buyer or await signed_in(client, "end_user")
-    response = await client.post(
-        "/api/marketplace/purchase",
-        json={"projectId": str(project_id)},
-        headers={**buyer.headers, "Idempotency-Key": str(uuid4())},
-    )
-    assert response.status_code == 201, response.text
-    return dict(response.json())
+    return await steps.buy(client, buyer, project_id)
 
 
 async def sell(client: httpx.AsyncClient, project_id: UUID, times: int) -> list[dict[str, Any]]:
@@ -52,11 +43,7 @@ async def sell(client: httpx.AsyncClient, project_id: UUID, times: int) -> list[
 
 
 async def refund(client: httpx.AsyncClient, admin: Account, purchase_id: str) -> dict[str, Any]:
-    response = await client.post(
-        f"/api/marketplace/purchases/{purchase_id}/refund", json={"reason": "test"}, headers=admin.headers
-    )
-    assert response.status_code == 200, response.text
-    return dict(response.json())
+    return await steps.refund(client, admin, purchase_id, reason="test")
 
 
 async def distribute(client: httpx.AsyncClient, admin: Account, key: str | None = None, **body: Any) -> Any:

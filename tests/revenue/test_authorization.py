@@ -1,8 +1,7 @@
 """Who may call which revenue endpoint: every route against every persona, as one table
 (the revenue routes are left out of tests/test_authorization.py's matrix)."""
 
-import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
@@ -11,12 +10,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import build_settings, http_client, running_app
 from tests.factories import Account, signed_in
+from tests.matrix import assert_error_shape, event_count, matrix_cases, module_app, module_client, route_key
 from tests.revenue.journey import buy, published_project
-from tests.test_authorization import assert_error_shape, event_count
-
-PERSONAS = ("anonymous", "end_user", "owner", "other_builder", "super_admin")
 
 # fmt: off
 MATRIX: dict[str, tuple[int, int, int, int, int]] = {
@@ -56,25 +52,8 @@ BODIES: dict[str, Callable[[World], dict[str, Any]]] = {
 }
 
 
-@pytest.fixture(scope="module")
-async def app(
-    database_url: str, redis_url: str | None, redis_prefix: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[FastAPI]:
-    settings = build_settings(
-        database_url,
-        redis_url,
-        redis_prefix,
-        tmp_path_factory.mktemp("var"),
-        {"login_rate_limit_ip": "100000/minute", "payout_settlement_delay_days": 0},
-    )
-    async with running_app(settings) as application:
-        yield application
-
-
-@pytest.fixture(scope="module")
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with http_client(app) as http:
-        yield http
+app = module_app(payout_settlement_delay_days=0)
+client = module_client()
 
 
 async def _world(client: httpx.AsyncClient, persona: str) -> World:
@@ -87,14 +66,7 @@ async def _world(client: httpx.AsyncClient, persona: str) -> World:
     return World(owner=owner, project=project, actor=actor)
 
 
-@pytest.mark.parametrize(
-    ("endpoint", "persona", "expected"),
-    [
-        pytest.param(endpoint, persona, status, id=f"{endpoint} | {persona} -> {status}")
-        for endpoint, statuses in MATRIX.items()
-        for persona, status in zip(PERSONAS, statuses, strict=True)
-    ],
-)
+@pytest.mark.parametrize(("endpoint", "persona", "expected"), matrix_cases(MATRIX))
 async def test_persona_gets_the_status_the_matrix_promises(
     client: httpx.AsyncClient, endpoint: str, persona: str, expected: int
 ) -> None:
@@ -134,16 +106,12 @@ async def test_a_builder_sees_only_their_own_sales_in_calculate(client: httpx.As
     assert theirs.json()["builderId"] == str(other.id)
 
 
-def _route_key(method: str, path: str) -> tuple[str, str]:
-    return method, re.sub(r"\{[^}]+\}", "{}", path)
-
-
 def test_matrix_covers_every_revenue_route(app: FastAPI) -> None:
     routes = {
-        _route_key(method.upper(), path)
+        route_key(method.upper(), path)
         for path, operations in app.openapi()["paths"].items()
         for method in operations
         if path.startswith("/api/revenue")
     }
-    assert routes == {_route_key(*endpoint.split()[:2]) for endpoint in MATRIX}
+    assert routes == {route_key(*endpoint.split()[:2]) for endpoint in MATRIX}
     assert set(BODIES) <= set(MATRIX)
