@@ -432,7 +432,9 @@ class BillingService:
             kind=invoice.kind,
             reference=f"invoice:{invoice.id}",
             currency=invoice.currency,
-            legs=ledger.billing_legs(payment.amount_minor, payment.processor_fee_minor or 0),
+            legs=ledger.billing_legs(
+                payment.amount_minor, payment.processor_fee_minor or 0, invoice.tax_minor
+            ),
             actor_id=payment.user_id,
             memo=f"Invoice {invoice.number}",
             details={"paymentId": str(payment.id), "invoiceNumber": invoice.number},

@@ -8,6 +8,7 @@ settlement, refund or payout can never be posted twice. Accounts:
 * ``platform:revenue``: platform fees earned on sales; ``platform:billing_revenue``: plans and
   charges; ``platform:fee_expense``: processor fees the platform bears (not returned on refunds);
 * ``platform:payouts_in_transit``: paid out to a builder but not yet confirmed;
+* ``platform:tax_payable``: tax collected on plan and charge invoices, owed to the authority;
 * ``builder:<user id>:payable``: what the platform owes a builder (a credit balance).
 
 A sale of gross G with processor fee F, platform fee P and builder share B (G = F + P + B):
@@ -35,6 +36,7 @@ REVENUE = "platform:revenue"
 BILLING_REVENUE = "platform:billing_revenue"
 FEE_EXPENSE = "platform:fee_expense"
 IN_TRANSIT = "platform:payouts_in_transit"
+TAX_PAYABLE = "platform:tax_payable"
 
 
 def builder_payable(builder_id: UUID) -> str:
@@ -151,10 +153,12 @@ def payout_failed_legs(builder_id: UUID, amount_minor: int) -> list[Leg]:
     ]
 
 
-def billing_legs(gross_minor: int, processor_fee_minor: int) -> list[Leg]:
+def billing_legs(gross_minor: int, processor_fee_minor: int, tax_minor: int = 0) -> list[Leg]:
+    """A paid plan or charge: the tax on the invoice is owed to the tax authority, not revenue."""
     return [
         Leg(CASH, "gross", gross_minor),
-        Leg(BILLING_REVENUE, "billing_revenue", -gross_minor),
+        Leg(BILLING_REVENUE, "billing_revenue", -(gross_minor - tax_minor)),
+        Leg(TAX_PAYABLE, "tax", -tax_minor),
         Leg(CASH, "processor_fee", -processor_fee_minor),
         Leg(FEE_EXPENSE, "processor_fee", processor_fee_minor),
     ]

@@ -302,3 +302,22 @@ async def test_a_failed_stripe_payment_leaves_the_invoice_open_and_is_recorded(s
         async with sessionmaker()() as db:
             status = (await db.execute(select(Invoice.status))).scalar_one()
         assert status == "open"
+
+
+@pytest.mark.parametrize("settings_changes", [{"invoice_tax_rate_bps": 2000}], ids=["vat_20"])
+async def test_tax_collected_on_a_charge_is_owed_not_revenue(client):
+    admin = await signed_in(client, "super_admin")
+    customer = await create_user("end_user")
+
+    made = await charge(client, admin, customer.id, items=ITEMS)
+
+    assert (made["subtotalMinor"], made["taxMinor"], made["totalMinor"]) == (30000, 6000, 36000)
+    fee = (36000 * 290 + 5000) // 10000 + 30
+    assert await ledger_legs("charge", f"invoice:{made['id']}") == {
+        ("platform:cash", "gross"): 36000,
+        ("platform:billing_revenue", "billing_revenue"): -30000,
+        ("platform:tax_payable", "tax"): -6000,
+        ("platform:cash", "processor_fee"): -fee,
+        ("platform:fee_expense", "processor_fee"): fee,
+    }
+    assert await ledger_sum() == 0
