@@ -9,12 +9,15 @@ moves the money at payment time) allows; the ledger stays the single source of t
 each builder is owed. ``transfer_group`` ties a charge to the transfers that pay it out.
 """
 
+import time
 from typing import Any
 
 import stripe
 
 from app.core.config import Settings
 from app.payments.providers import CheckoutRequest, CheckoutStarted, PaymentProviderError, TransferResult
+
+CHECKOUT_EXPIRY_SECONDS = 30 * 60
 
 
 class StripeProvider:
@@ -47,6 +50,9 @@ class StripeProvider:
             "success_url": request.success_url,
             "cancel_url": request.cancel_url,
             "client_reference_id": request.payment_id,
+            # Stripe's shortest expiry: an abandoned checkout releases the purchase within half an
+            # hour (checkout.session.expired) instead of blocking a new attempt for a day.
+            "expires_at": int(time.time()) + CHECKOUT_EXPIRY_SECONDS,
             "metadata": request.metadata,
             "payment_intent_data": {"transfer_group": request.transfer_group, "metadata": request.metadata},
         }

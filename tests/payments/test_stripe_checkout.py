@@ -54,6 +54,8 @@ async def test_buyer_pays_through_stripe_checkout_and_the_webhook_completes_the_
     assert purchase["checkoutUrl"] == session["url"]
     assert session["amount_total"] == 1900
     assert session["metadata"]["payment_id"] == purchase["paymentId"]
+    # An abandoned checkout expires within half an hour (and then releases the purchase).
+    assert session["expires_at"] - session["created"] <= 30 * 60 + 5
 
     event = fake.complete_checkout(session["id"])
     assert await deliver(client, fake, event) == {"received": True, "duplicate": False}
