@@ -59,6 +59,8 @@ class WebhookEvent(IdMixin, Base):
     processed_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # After a failed attempt the sweeper waits until then (exponential backoff).
+    next_attempt_at: Mapped[datetime | None]
 
     __table_args__ = (
         UniqueConstraint("provider", "event_id", name="uq_webhook_events_provider_event_id"),

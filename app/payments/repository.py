@@ -2,11 +2,22 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, select, update
+from sqlalchemy import BigInteger, Integer, cast, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Payment, PayoutAccount, WebhookEvent
+
+# A failing event is retried by the minutely sweeper after 0, 1, 3, 7, 15... minutes (capped at
+# six hours), for about three days; then it waits for a person (``attempts`` reset to 0).
+MAX_WEBHOOK_ATTEMPTS = 20
+_MAX_RETRY_DELAY_MINUTES = 6 * 60
+
+
+def retry_delay(attempts: Any) -> Any:
+    """SQL interval to wait after the ``attempts``-th failed attempt: 2^(attempts-1) - 1 minutes."""
+    minutes = func.least(func.power(2, attempts - 1) - 1, _MAX_RETRY_DELAY_MINUTES)
+    return func.make_interval(0, 0, 0, 0, 0, cast(minutes, Integer))
 
 
 class PaymentRepository:
@@ -53,7 +64,11 @@ class PaymentRepository:
     async def unprocessed_webhook_ids(self, db: AsyncSession, limit: int = 100) -> list[UUID]:
         stmt = (
             select(WebhookEvent.id)
-            .where(WebhookEvent.processed_at.is_(None), WebhookEvent.attempts < 10)
+            .where(
+                WebhookEvent.processed_at.is_(None),
+                WebhookEvent.attempts < MAX_WEBHOOK_ATTEMPTS,
+                or_(WebhookEvent.next_attempt_at.is_(None), WebhookEvent.next_attempt_at <= func.now()),
+            )
             .order_by(WebhookEvent.received_at)
             .limit(limit)
         )
@@ -71,6 +86,7 @@ class PaymentRepository:
                 attempts=WebhookEvent.attempts + 1,
                 last_error=error,
                 processed_at=datetime.now(UTC) if done else None,
+                next_attempt_at=None if done else func.now() + retry_delay(WebhookEvent.attempts + 1),
             )
         )
 

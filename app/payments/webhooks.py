@@ -11,7 +11,8 @@ failed attempt left unprocessed.
 Processing (``process``) takes the event row with ``FOR UPDATE SKIP LOCKED`` (one worker at a
 time; another one skips it), applies it in a savepoint and marks it processed in one
 transaction. A failed attempt is rolled back to the savepoint and recorded (``attempts``,
-``last_error``) for the sweeper to retry; after 10 attempts it is left for a person.
+``last_error``, ``next_attempt_at``) for the sweeper to retry with exponential backoff (0, 1, 3,
+7... minutes, capped at six hours); after 20 attempts, about three days, it is left for a person.
 
 Every handler is idempotent on its own: payments only leave ``pending`` once
 (``mark_succeeded``/``mark_failed`` return False afterwards) and a payout account only takes

@@ -342,3 +342,34 @@ async def test_a_worker_that_does_not_know_what_a_paid_purchase_means_leaves_the
     await process_pending_webhooks(timestamp=int(time.time()))
     assert (await purchases_of(client, buyer))[0]["status"] == "completed"
     await settled_once(purchase)
+
+
+async def test_a_repeatedly_failing_event_backs_off_and_is_retried_when_due(client, fake, settings):
+    buyer, purchase, checkout, _ = await paid_checkout(client, fake, settings)
+    fake.api_key = "sk_test_rotated"  # every attempt fails while Stripe refuses our key
+    try:
+        await deliver(client, fake, checkout)
+        await run_worker(settings)  # attempt 1 fails: retried at the next sweep
+        await process_pending_webhooks(timestamp=int(time.time()))  # attempt 2 fails: wait a minute
+        assert (await webhook_row(checkout)).attempts == 2
+        await process_pending_webhooks(timestamp=int(time.time()))  # not due: left alone
+    finally:
+        fake.api_key = "sk_test_fake"
+    row = await webhook_row(checkout)
+    assert (row.processed_at, row.attempts) == (None, 2)
+    assert row.next_attempt_at is not None
+    assert await process_pending_webhooks(timestamp=int(time.time())) == 0  # still not due
+
+    async with sessionmaker()() as db:  # a minute passes
+        await db.execute(
+            text("UPDATE webhook_events SET next_attempt_at = now() - interval '1 second' WHERE id = :id"),
+            {"id": row.id},
+        )
+        await db.commit()
+    assert await process_pending_webhooks(timestamp=int(time.time())) == 1
+
+    row = await webhook_row(checkout)
+    assert (row.attempts, row.last_error) == (3, None)
+    assert row.processed_at is not None
+    assert (await purchases_of(client, buyer))[0]["status"] == "completed"
+    await settled_once(purchase)
