@@ -43,6 +43,7 @@ from bench.servers import (  # noqa: E402
     HOST,
     REDIS_URL,
     Server,
+    api_env,
     clean_redis,
     create_database,
     drop_database,
@@ -305,21 +306,7 @@ def main() -> int:
     database_url = create_database(DATABASE)
     if use_redis:
         clean_redis(REDIS_PREFIX)
-    env = {
-        **os.environ,
-        "ENVIRONMENT": "development",
-        "DATABASE_URL": database_url,
-        "REDIS_PREFIX": REDIS_PREFIX,
-        "JWT_SECRET": secrets.token_urlsafe(48),
-        "LOGIN_RATE_LIMIT_ACCOUNT": "100000/minute",
-        "LOGIN_RATE_LIMIT_IP": "100000/minute",
-        "LOG_LEVEL": "WARNING",
-        "SEED_DEMO_ON_EMPTY": "false",
-    }
-    if use_redis:
-        env["REDIS_URL"] = REDIS_URL
-    else:
-        env.pop("REDIS_URL", None)
+    env = api_env(database_url, REDIS_PREFIX, use_redis=use_redis)
     api_port, noop_port = free_port(), free_port()
     venv_bin = ROOT / ".venv" / "bin"
     servers: list[Server] = []

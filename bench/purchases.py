@@ -29,7 +29,6 @@ at the end.
 import argparse
 import asyncio
 import json
-import os
 import re
 import secrets
 import statistics
@@ -64,6 +63,7 @@ from bench.servers import (  # noqa: E402
     HOST,
     REDIS_URL,
     Server,
+    api_env,
     clean_redis,
     create_database,
     drop_database,
@@ -169,24 +169,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def server_env(database_url: str, use_redis: bool) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "ENVIRONMENT": "development",
-        "DATABASE_URL": database_url,
-        "REDIS_PREFIX": REDIS_PREFIX,
-        "JWT_SECRET": secrets.token_urlsafe(48),
-        "LOGIN_RATE_LIMIT_ACCOUNT": "100000/minute",
-        "LOGIN_RATE_LIMIT_IP": "100000/minute",
-        "LOG_LEVEL": "WARNING",
-        "SEED_DEMO_ON_EMPTY": "false",
-        "PAYMENT_PROVIDER": "local",
-        "LISTING_REVIEW_REQUIRED": "false",
-    }
-    if use_redis:
-        env["REDIS_URL"] = REDIS_URL
-    else:
-        env.pop("REDIS_URL", None)
-    return env
+    return api_env(database_url, REDIS_PREFIX, use_redis=use_redis)
 
 
 # --- the world, through the API ---------------------------------------------------------------

@@ -6,6 +6,8 @@ The benchmarks run as scripts (``.venv/bin/python bench/<script>.py``); each put
 root on ``sys.path`` and imports this module as ``bench.servers``.
 """
 
+import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -113,3 +115,26 @@ def wait_ready(server: Server, url: str, timeout: float = 60) -> None:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{server.name} did not answer {url} within {timeout:.0f} s:\n{server.tail()}")
+
+
+def api_env(database_url: str, redis_prefix: str, *, use_redis: bool) -> dict[str, str]:
+    """Environment of a benchmarked API: its own database and Redis prefix, a fresh secret, login
+    limits out of the way, quiet logs, no demo data, the local payment provider."""
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "development",
+        "DATABASE_URL": database_url,
+        "REDIS_PREFIX": redis_prefix,
+        "JWT_SECRET": secrets.token_urlsafe(48),
+        "LOGIN_RATE_LIMIT_ACCOUNT": "100000/minute",
+        "LOGIN_RATE_LIMIT_IP": "100000/minute",
+        "LOG_LEVEL": "WARNING",
+        "SEED_DEMO_ON_EMPTY": "false",
+        "PAYMENT_PROVIDER": "local",
+        "LISTING_REVIEW_REQUIRED": "false",
+    }
+    if use_redis:
+        env["REDIS_URL"] = REDIS_URL
+    else:
+        env.pop("REDIS_URL", None)
+    return env
