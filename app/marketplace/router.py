@@ -24,7 +24,7 @@ from app.marketplace.schemas import (
     PurchaseRequest,
     RefundRequest,
 )
-from app.marketplace.service import listing_out, marketplace_service
+from app.marketplace.service import marketplace_service
 
 router = APIRouter(prefix="/api/marketplace", tags=["marketplace"])
 
@@ -154,6 +154,3 @@ async def refund(purchase_id: UUID, body: RefundRequest, db: DB, principal: Curr
     ledger is reversed and the buyer loses access."""
     made = await marketplace_service.refund(db, runtime().settings, principal, purchase_id, body.reason)
     return await marketplace_service.purchase_view(db, made)
-
-
-__all__ = ["listing_out", "router"]

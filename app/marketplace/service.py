@@ -87,6 +87,32 @@ def purchase_out(purchase: Purchase, payment: Payment | None) -> PurchaseOut:
     )
 
 
+async def _post_for_purchase(
+    db: AsyncSession,
+    purchase: Purchase,
+    kind: str,
+    legs: list[ledger.Leg],
+    *,
+    actor_id: UUID,
+    memo: str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Post a purchase's ledger transaction (one per kind and purchase), tagged for reports."""
+    await ledger.post(
+        db,
+        kind=kind,
+        reference=f"purchase:{purchase.id}",
+        currency=purchase.currency,
+        legs=legs,
+        actor_id=actor_id,
+        builder_id=purchase.builder_id,
+        project_id=purchase.project_id,
+        purchase_id=purchase.id,
+        memo=memo,
+        details=details,
+    )
+
+
 def _split_payload(split: Split) -> dict[str, int]:
     """The parts of a sale as events carry them; grossMinor = the other three added up."""
     return {
@@ -201,9 +227,13 @@ class MarketplaceService:
 
     async def detail(self, db: AsyncSession, actor: Principal | None, some_id: UUID) -> ListingDetail:
         listing = await listing_repository.by_project_or_id(db, some_id)
-        privileged = actor is not None and (actor.user_id == listing.builder_id if listing else False)
-        privileged = privileged or (actor is not None and actor.can(Perm.PLATFORM_ADMIN))
-        if listing is None or (listing.status != ListingStatus.ACTIVE and not privileged):
+        if listing is None:
+            raise NotFound("Listing not found", code="listing_not_found")
+        # The owner and admins also see a listing that is not on sale, and its moderation trail.
+        privileged = actor is not None and (
+            actor.user_id == listing.builder_id or actor.can(Perm.PLATFORM_ADMIN)
+        )
+        if listing.status != ListingStatus.ACTIVE and not privileged:
             raise NotFound("Listing not found", code="listing_not_found")
         name = await listing_repository.builder_name(db, listing.builder_id)
         audit = await listing_repository.audit(db, listing.id) if privileged else []
@@ -317,16 +347,12 @@ class MarketplaceService:
         now = datetime.now(UTC)
         purchase.status = PurchaseStatus.COMPLETED
         purchase.completed_at = now
-        await ledger.post(
+        await _post_for_purchase(
             db,
-            kind="settlement",
-            reference=f"purchase:{purchase.id}",
-            currency=purchase.currency,
-            legs=ledger.sale_legs(split, purchase.builder_id),
+            purchase,
+            "settlement",
+            ledger.sale_legs(split, purchase.builder_id),
             actor_id=purchase.user_id,
-            builder_id=purchase.builder_id,
-            project_id=purchase.project_id,
-            purchase_id=purchase.id,
             memo="Marketplace sale",
             details={"paymentId": str(payment.id), "platformFeeBps": purchase.platform_fee_bps},
         )
@@ -393,16 +419,12 @@ class MarketplaceService:
         assert payment is not None
         split = split_sale(purchase.amount_minor, payment.processor_fee_minor or 0, purchase.platform_fee_bps)
         await payment_service.refund(db, settings, payment, actor_id=actor.user_id)
-        await ledger.post(
+        await _post_for_purchase(
             db,
-            kind="refund",
-            reference=f"purchase:{purchase.id}",
-            currency=purchase.currency,
-            legs=ledger.refund_legs(split, purchase.builder_id),
+            purchase,
+            "refund",
+            ledger.refund_legs(split, purchase.builder_id),
             actor_id=actor.user_id,
-            builder_id=purchase.builder_id,
-            project_id=purchase.project_id,
-            purchase_id=purchase.id,
             memo=f"Refund: {reason}",
         )
         await billing_service.credit(

@@ -69,7 +69,6 @@ class LocalProvider:
     def __init__(self, settings: Settings) -> None:
         self._fee_bps = settings.local_processor_fee_bps
         self._fee_fixed = settings.local_processor_fee_fixed_minor
-        self._base_url = settings.public_base_url.rstrip("/")
 
     async def start_checkout(self, request: CheckoutRequest, *, idempotency_key: str) -> CheckoutStarted:
         fee = simulated_processor_fee(request.amount_minor, self._fee_bps, self._fee_fixed)
