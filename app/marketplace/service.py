@@ -457,7 +457,8 @@ class MarketplaceService:
             stmt, params.sort, {"createdAt": Purchase.created_at}, default="-createdAt", tiebreak=Purchase.id
         )
         purchases, total = await paginate(db, stmt, params)
-        return [purchase_out(p, await payment_service.for_purchase(db, p.id)) for p in purchases], total
+        payments = await payment_service.latest_for_purchases(db, [p.id for p in purchases])
+        return [purchase_out(p, payments.get(p.id)) for p in purchases], total
 
     async def purchase_view(self, db: AsyncSession, purchase: Purchase) -> PurchaseOut:
         return purchase_out(purchase, await payment_service.for_purchase(db, purchase.id))

@@ -3,7 +3,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import BigInteger, Integer, cast, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Payment, PayoutAccount, WebhookEvent
@@ -40,6 +40,18 @@ class PaymentRepository:
     async def for_purchase(self, db: AsyncSession, purchase_id: UUID) -> Payment | None:
         stmt = select(Payment).where(Payment.purchase_id == purchase_id).order_by(Payment.created_at.desc())
         return (await db.execute(stmt.limit(1))).scalar_one_or_none()
+
+    async def latest_for_purchases(self, db: AsyncSession, purchase_ids: list[UUID]) -> dict[UUID, Payment]:
+        """The newest payment of each purchase, in one query."""
+        if not purchase_ids:
+            return {}
+        stmt = (
+            select(Payment)
+            .where(Payment.purchase_id.in_(purchase_ids))
+            .order_by(Payment.purchase_id, Payment.created_at.desc())
+            .ext(distinct_on(Payment.purchase_id))
+        )
+        return {p.purchase_id: p for p in (await db.execute(stmt)).scalars() if p.purchase_id is not None}
 
     async def for_invoice(self, db: AsyncSession, invoice_id: UUID) -> Payment | None:
         stmt = select(Payment).where(Payment.invoice_id == invoice_id).order_by(Payment.created_at.desc())

@@ -188,6 +188,9 @@ class PaymentService:
     async def for_purchase(self, db: AsyncSession, purchase_id: UUID) -> Payment | None:
         return await payment_repository.for_purchase(db, purchase_id)
 
+    async def latest_for_purchases(self, db: AsyncSession, purchase_ids: list[UUID]) -> dict[UUID, Payment]:
+        return await payment_repository.latest_for_purchases(db, purchase_ids)
+
     async def for_invoice(self, db: AsyncSession, invoice_id: UUID) -> Payment | None:
         return await payment_repository.for_invoice(db, invoice_id)
 
