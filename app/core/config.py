@@ -115,6 +115,39 @@ class Settings(BaseSettings):
     invoice_issuer: str = Field(
         "Bazaar Marketplace Ltd., 1 Market Street, London", description="Seller name and address on invoices."
     )
+    warehouse_dir: Path = Field(
+        Path("warehouse"),
+        description="Warehouse root: `landing/` (Parquet from the worker), `build/` (dbt's DuckDB file), "
+        "`serve/<version>/` and `serve/current` (published marts the API and analysts read).",
+    )
+    usage_stream: str = Field(
+        "usage", description="Redis Stream (under `REDIS_PREFIX`) that receives widget usage beacons."
+    )
+    landing_batch_size: int = Field(
+        5000, ge=1, description="Most events the relay or the stream consumer writes into one Parquet file."
+    )
+    landing_flush_seconds: float = Field(
+        1.0, gt=0, description="Longest an accepted event waits before the worker lands it."
+    )
+    landing_claim_idle_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Stream entries delivered to a consumer that died are reclaimed (XAUTOCLAIM) after "
+        "being pending this long.",
+    )
+    warehouse_refresh_seconds: int = Field(
+        60, ge=5, description="How often Dagster's sensor looks for new landing files to build and publish."
+    )
+    warehouse_keep_versions: int = Field(
+        3, ge=2, description="Published versions kept under `warehouse/serve/` (older ones are deleted)."
+    )
+    warehouse_stale_seconds: int = Field(
+        900, ge=60, description="`/readyz` reports the warehouse `stale` when the served version is older."
+    )
+    analytics_cache_ttl_seconds: int = Field(
+        300, ge=0, description="Analytics responses are cached this long (keys include the mart version)."
+    )
+    dagster_port: int = Field(3000, description="Port of the Dagster UI started by `bazaar dev`.")
     seed_demo_on_empty: bool = Field(
         True, description="`bazaar dev` loads demo data when the database has no users."
     )
