@@ -103,6 +103,7 @@ def build_settings(
         "redis_prefix": redis_prefix,
         "jwt_secret": "test-secret-0123456789-abcdefghijklmnop",
         "var_dir": var_dir,
+        "warehouse_dir": var_dir.parent / "warehouse",
         "log_json": True,
         "log_level": "WARNING",
         "database_pool_size": 5,
