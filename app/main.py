@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.analytics.router import router as analytics_router
 from app.auth.router import router as auth_router
 from app.billing.router import router as billing_router
 from app.core.config import Settings, get_settings
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         payments_router,
         billing_router,
         revenue_router,
+        analytics_router,
     ):
         app.include_router(router)
     if settings.cors_origins:

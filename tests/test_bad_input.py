@@ -448,6 +448,14 @@ async def test_invalid_uuid_in_a_path_is_422_naming_the_parameter(client: httpx.
         ("PUT", "/api/projects/1/status", {"status": "archived"}, "project_id"),
         ("GET", "/api/projects/user/abc", None, "user_id"),
         ("GET", "/api/projects?userId=abc", None, "userId"),
+        ("GET", "/api/users/xyz/analytics", None, "user_id"),
+        ("GET", "/api/analytics/user/123", None, "user_id"),
+        ("GET", "/api/projects/1/analytics", None, "project_id"),
+        ("GET", "/api/analytics/projects/1", None, "project_id"),
+        ("GET", "/api/widgets/1/analytics", None, "widget_id"),
+        ("GET", "/api/analytics/widgets/1", None, "widget_id"),
+        ("GET", "/api/analytics/revenue?builderId=abc", None, "builderId"),
+        ("GET", "/api/analytics/usage?projectId=abc", None, "projectId"),
     ]
     events_before = await events_of()
 

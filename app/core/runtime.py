@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from app.core.cache import Cache, build_cache
 from app.core.config import Settings
 from app.core.ratelimit import RateLimiter, build_rate_limiter
+from app.core.warehouse import WarehouseReader
+from app.core.warehouse_layout import WarehouseLayout
 
 
 @dataclass
@@ -13,6 +15,7 @@ class Runtime:
     cache: Cache
     rate_limiter: RateLimiter
     jwt_secret: str
+    warehouse: WarehouseReader
 
 
 _runtime: Runtime | None = None
@@ -25,6 +28,7 @@ async def start_runtime(settings: Settings) -> Runtime:
         cache=build_cache(settings),
         rate_limiter=build_rate_limiter(settings),
         jwt_secret=settings.jwt_secret_value(),
+        warehouse=WarehouseReader(WarehouseLayout(settings.warehouse_dir)),
     )
     await _runtime.cache.start()
     return _runtime
@@ -34,6 +38,7 @@ async def stop_runtime() -> None:
     global _runtime
     if _runtime is not None:
         await _runtime.cache.close()
+        _runtime.warehouse.close()
     _runtime = None
 
 

@@ -1,13 +1,12 @@
-from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
+from app.analytics.deps import Report
 from app.auth.deps import CurrentPrincipal, OptionalPrincipal, require_permission
 from app.auth.permissions import Perm
 from app.core.db import DB
-from app.core.errors import ValidationFailed
 from app.core.idempotency import idempotency_key
 from app.core.openapi import errors
 from app.core.pagination import Pagination
@@ -70,16 +69,15 @@ async def browse(
 async def marketplace_analytics(
     db: DB,
     principal: CurrentPrincipal,
+    q: Report,
     builder_id: Annotated[UUID | None, Query(alias="builderId", description="Admins: one builder")] = None,
-    start: Annotated[datetime | None, Query(alias="from", description="Purchases made from (UTC)")] = None,
-    end: Annotated[datetime | None, Query(alias="to", description="Purchases made before (UTC)")] = None,
 ) -> MarketplaceAnalytics:
-    """Listings by status, purchases and gross by currency, top listings and a daily series.
-    Admins see the platform (or one builder); builders see their own listings. From the
-    transactional tables until the warehouse marts serve it."""
-    if start is not None and end is not None and start >= end:
-        raise ValidationFailed("`from` must be before `to`", code="invalid_period")
-    return await marketplace_service.analytics(db, principal, builder_id=builder_id, start=start, end=end)
+    """Listings by status, purchases and gross by currency, top listings and a series per
+    `granularity` over `from`..`to` (UTC days, inclusive). Admins see the platform (or one
+    builder); builders see their own listings. Read from the published warehouse marts: the
+    answer names the `warehouse` version it reflects (null, with zeros, before the first
+    publish)."""
+    return await marketplace_service.analytics(runtime(), db, principal, q, builder_id=builder_id)
 
 
 @router.get("/projects/{project_id}", response_model=ListingDetail, responses=errors(404))

@@ -4,6 +4,7 @@ from uuid import UUID
 
 from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
+from app.analytics.schemas import MarketplaceReport
 from app.core.schemas import InputSchema, Schema
 
 Currency = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z]{3}$", to_lower=True)]
@@ -130,47 +131,8 @@ class RefundRequest(InputSchema):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 
 
-class ListingCounts(Schema):
-    pending_review: int = 0
-    active: int = 0
-    held: int = 0
-    delisted: int = 0
-
-
-class CurrencyTotals(Schema):
-    currency: str
-    completed: int = Field(description="Purchases completed (refunded ones excluded)")
-    refunded: int
-    pending: int
-    failed: int
-    gross_minor: int = Field(description="What buyers paid for completed purchases")
-    refunded_minor: int
-
-
-class TopListing(Schema):
-    listing_id: UUID
-    project_id: UUID
-    title: str
-    currency: str
-    purchases: int
-    gross_minor: int
-
-
-class DailyPoint(Schema):
-    day: str = Field(description="UTC date, YYYY-MM-DD")
-    currency: str
-    purchases: int
-    gross_minor: int
-
-
-class MarketplaceAnalytics(Schema):
-    """The seed's MarketplaceAnalytics, computed from the marketplace's own tables."""
+class MarketplaceAnalytics(MarketplaceReport):
+    """The seed's MarketplaceAnalytics, read from the published warehouse marts."""
 
     scope: Literal["platform", "builder"]
     builder_id: UUID | None
-    from_: datetime | None = Field(alias="from")
-    to: datetime | None
-    listings: ListingCounts
-    totals: list[CurrencyTotals]
-    top_listings: list[TopListing]
-    daily: list[DailyPoint]

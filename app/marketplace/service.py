@@ -10,6 +10,8 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.analytics.schemas import ReportQuery
+from app.analytics.service import analytics_service
 from app.auth.permissions import Perm
 from app.billing.service import LineItem, billing_service
 from app.core.config import Settings
@@ -17,13 +19,10 @@ from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.events import record_event
 from app.core.pagination import PageParams, apply_sort, paginate, paginate_rows
 from app.core.principal import Principal
-from app.core.runtime import runtime
-from app.marketplace.repository import listing_repository, purchase_repository, stats_repository
+from app.core.runtime import Runtime, runtime
+from app.marketplace.repository import listing_repository, purchase_repository
 from app.marketplace.schemas import (
-    CurrencyTotals,
-    DailyPoint,
     ListingAuditOut,
-    ListingCounts,
     ListingDetail,
     ListingOut,
     ListingStatusUpdate,
@@ -31,7 +30,6 @@ from app.marketplace.schemas import (
     PublishRequest,
     PurchaseOut,
     PurchaseRequest,
-    TopListing,
 )
 from app.marketplace.states import ADMIN_TRANSITIONS, EVENT_OF, PROJECT_STATUS
 from app.models import Listing, ListingAudit, ListingStatus, Payment, ProjectStatus, Purchase, PurchaseStatus
@@ -466,15 +464,10 @@ class MarketplaceService:
     # --- analytics ------------------------------------------------------------------------
 
     async def analytics(
-        self,
-        db: AsyncSession,
-        actor: Principal,
-        *,
-        builder_id: UUID | None,
-        start: datetime | None,
-        end: datetime | None,
+        self, rt: Runtime, db: AsyncSession, actor: Principal, q: ReportQuery, *, builder_id: UUID | None
     ) -> MarketplaceAnalytics:
-        """Admins: the whole platform (or one builder); builders: their own listings only."""
+        """Admins: the whole platform (or one builder); builders: their own listings only. The
+        numbers come from the published warehouse marts (``app.analytics``)."""
         if not actor.can(Perm.PLATFORM_ADMIN):
             if not actor.can(Perm.MARKETPLACE_PUBLISH):
                 raise Forbidden(
@@ -483,42 +476,11 @@ class MarketplaceService:
             if builder_id is not None and builder_id != actor.user_id:
                 raise NotFound("User not found", code="user_not_found")
             builder_id = actor.user_id
-        counts = await stats_repository.listing_counts(db, builder_id)
-        totals: dict[str, CurrencyTotals] = {}
-        for currency, status, count, amount in await stats_repository.totals(db, builder_id, start, end):
-            row = totals.setdefault(
-                currency,
-                CurrencyTotals(
-                    currency=currency,
-                    completed=0,
-                    refunded=0,
-                    pending=0,
-                    failed=0,
-                    gross_minor=0,
-                    refunded_minor=0,
-                ),
-            )
-            setattr(row, status, count)
-            if status == PurchaseStatus.COMPLETED:
-                row.gross_minor = amount
-            elif status == PurchaseStatus.REFUNDED:
-                row.refunded_minor = amount
-        top = await stats_repository.top_listings(db, builder_id, start, end, limit=10)
-        daily = await stats_repository.daily(db, builder_id, start, end)
+        report = await analytics_service.marketplace(rt, db, q, builder_id=builder_id)
         return MarketplaceAnalytics(
             scope="platform" if builder_id is None else "builder",
             builder_id=builder_id,
-            from_=start,
-            to=end,
-            listings=ListingCounts(**counts),
-            totals=sorted(totals.values(), key=lambda t: t.currency),
-            top_listings=[
-                TopListing(
-                    listing_id=lid, project_id=pid, title=title, currency=cur, purchases=n, gross_minor=gross
-                )
-                for lid, pid, title, cur, n, gross in top
-            ],
-            daily=[DailyPoint(day=d, currency=c, purchases=n, gross_minor=g) for d, c, n, g in daily],
+            **report.model_dump(exclude={"scope", "builder_id"}),
         )
 
     # --- helpers --------------------------------------------------------------------------

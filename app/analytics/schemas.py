@@ -1,0 +1,301 @@
+"""Analytics responses. Every one says which published warehouse version it reflects."""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from app.core.schemas import Schema
+
+Granularity = Literal["day", "week", "month"]
+LeaderboardGrain = Literal["day", "week", "month", "all_time"]
+
+
+class WarehouseVersion(Schema):
+    version: str = Field(description="The published marts version (`YYYYMMDDTHHMMSSZ-<hex>`)")
+    as_of: datetime | None = Field(description="Newest landed event the version was built from")
+    published_at: datetime | None
+
+
+class Report(Schema):
+    """What every analytics response starts with."""
+
+    warehouse: WarehouseVersion | None = Field(
+        description="The version these numbers come from; null before the first publish (all zeros)"
+    )
+    from_: date = Field(alias="from")
+    to: date
+    granularity: Granularity
+    currency: str
+
+
+# --- money and usage blocks --------------------------------------------------------------------
+
+
+class RevenueTotals(Schema):
+    sales: int = 0
+    gross_minor: int = 0
+    processor_fee_minor: int = 0
+    platform_fee_minor: int = 0
+    builder_share_minor: int = 0
+    refunds: int = 0
+    refunded_gross_minor: int = 0
+    net_gross_minor: int = Field(0, description="Gross minus refunded gross")
+    net_builder_share_minor: int = 0
+
+
+class RevenuePoint(RevenueTotals):
+    period_start: date
+
+
+class PayoutTotals(Schema):
+    payouts_created: int = 0
+    created_minor: int = 0
+    payouts_paid: int = 0
+    paid_minor: int = 0
+    payouts_failed: int = 0
+    failed_minor: int = 0
+
+
+class UsageTotals(Schema):
+    impressions: int = 0
+    opens: int = 0
+    messages: int = 0
+    tokens: int = 0
+
+
+class UsagePoint(UsageTotals):
+    period_start: date
+    sessions: int = Field(0, description="Distinct sessions in the period")
+    visitors: int = Field(0, description="Distinct visitors in the period")
+
+
+class ProjectRevenue(Schema):
+    project_id: UUID
+    name: str | None
+    sales: int
+    refunds: int
+    net_gross_minor: int
+    net_builder_share_minor: int
+
+
+class ProjectUsage(UsageTotals):
+    project_id: UUID
+    name: str | None
+
+
+class WidgetUsage(UsageTotals):
+    widget_id: UUID
+    project_id: UUID
+    end_user_id: UUID
+
+
+# --- platform ----------------------------------------------------------------------------------
+
+
+class PlatformKpis(Schema):
+    gmv_minor: int = Field(0, description="Gross of settled purchases")
+    refunded_minor: int = 0
+    processor_fees_minor: int = 0
+    platform_fees_minor: int = Field(0, description="Net of refunds")
+    billing_revenue_minor: int = 0
+    net_revenue_minor: int = Field(0, description="Platform fees + billing revenue - fee expense")
+    payouts_paid_minor: int = 0
+    signups: int = 0
+    builder_signups: int = 0
+    end_user_signups: int = 0
+    purchases: int = 0
+    refunds: int = 0
+    active_builders: int = Field(0, description="Distinct active builders in the last period of the series")
+    active_end_users: int = Field(0, description="Distinct active end users in the last period of the series")
+    listing_views: int = 0
+    conversion_rate: float | None = Field(None, description="Purchases per listing view; null without views")
+
+
+class PlatformPoint(Schema):
+    period_start: date
+    gmv_minor: int = 0
+    net_revenue_minor: int = 0
+    platform_fees_minor: int = 0
+    signups: int = 0
+    purchases: int = 0
+    refunds: int = 0
+    active_builders: int = 0
+    active_end_users: int = 0
+    conversion_rate: float | None = None
+
+
+class LeaderboardEntry(Schema):
+    rank: int
+    id: UUID
+    name: str | None = Field(description="User or project name; null for widgets")
+    value: int = Field(description="Minor units for revenue boards, counts otherwise")
+
+
+class Leaderboards(Schema):
+    grain: LeaderboardGrain
+    period_start: date = Field(description="The period ranked (1970-01-01 for all time)")
+    builders_by_revenue: list[LeaderboardEntry]
+    projects_by_purchases: list[LeaderboardEntry]
+    projects_by_usage: list[LeaderboardEntry]
+    widgets_by_usage: list[LeaderboardEntry]
+
+
+class PlatformAnalytics(Report):
+    kpis: PlatformKpis
+    series: list[PlatformPoint]
+    leaderboards: Leaderboards
+
+
+# --- one user ----------------------------------------------------------------------------------
+
+
+class Customer(UsageTotals):
+    user_id: UUID
+    name: str | None
+    purchases: int = 0
+    spend_minor: int = 0
+
+
+class BuilderSection(Schema):
+    revenue: RevenueTotals
+    payouts: PayoutTotals
+    usage: UsageTotals
+    series: list[RevenuePoint]
+    projects: list[ProjectRevenue]
+    customers: list[Customer] = Field(description="End users of the builder's projects, by messages")
+
+
+class SpendTotals(Schema):
+    purchases: int = 0
+    spend_minor: int = 0
+    refunds: int = 0
+    refunded_minor: int = 0
+
+
+class Quota(Schema):
+    plan: str
+    monthly_messages: int | None = Field(description="The plan's limit; null when unlimited")
+    used_this_month: int
+    remaining: int | None
+
+
+class EndUserSection(Schema):
+    spend: SpendTotals
+    usage: UsageTotals
+    series: list[UsagePoint]
+    widgets: list[WidgetUsage]
+    quota: Quota
+
+
+class UserAnalytics(Report):
+    user_id: UUID
+    personas: list[str]
+    builder: BuilderSection | None = Field(description="Present when the user is a builder")
+    end_user: EndUserSection | None = Field(description="Present when the user is an end user")
+
+
+# --- one project, one widget -------------------------------------------------------------------
+
+
+class ProjectAnalytics(Report):
+    project_id: UUID
+    name: str
+    revenue: RevenueTotals
+    usage: UsageTotals
+    revenue_series: list[RevenuePoint]
+    usage_series: list[UsagePoint]
+    widgets: list[WidgetUsage]
+
+
+class WidgetAnalytics(Report):
+    widget_id: UUID
+    project_id: UUID | None
+    end_user_id: UUID | None
+    usage: UsageTotals
+    series: list[UsagePoint]
+
+
+# --- revenue and usage reports -----------------------------------------------------------------
+
+
+class RevenueAnalytics(Report):
+    scope: Literal["platform", "builder"]
+    builder_id: UUID | None
+    project_id: UUID | None
+    totals: RevenueTotals
+    payouts: PayoutTotals | None = Field(description="Payouts of the builder (or platform); null per project")
+    series: list[RevenuePoint]
+    projects: list[ProjectRevenue]
+
+
+class UsageAnalytics(Report):
+    scope: Literal["platform", "builder", "end_user"]
+    project_id: UUID | None
+    totals: UsageTotals
+    series: list[UsagePoint]
+    projects: list[ProjectUsage]
+    widgets: list[WidgetUsage]
+
+
+# --- marketplace -------------------------------------------------------------------------------
+
+
+class ListingCounts(Schema):
+    pending_review: int = 0
+    active: int = 0
+    held: int = 0
+    delisted: int = 0
+
+
+class CurrencyTotals(Schema):
+    currency: str
+    completed: int = Field(description="Purchases completed, refunded ones excluded")
+    refunded: int
+    gross_minor: int = Field(description="What buyers paid for purchases not refunded")
+    refunded_minor: int
+    platform_fee_minor: int
+    builder_share_minor: int
+
+
+class TopListing(Schema):
+    project_id: UUID
+    listing_id: UUID | None
+    title: str | None
+    currency: str
+    purchases: int
+    gross_minor: int
+
+
+class MarketPoint(Schema):
+    period_start: date
+    currency: str
+    purchases: int
+    gross_minor: int
+
+
+class MarketplaceReport(Report):
+    listings: ListingCounts
+    totals: list[CurrencyTotals]
+    top_listings: list[TopListing]
+    series: list[MarketPoint]
+
+
+@dataclass(frozen=True)
+class ReportQuery:
+    """The parsed common query parameters: an inclusive date range and how to slice it."""
+
+    start: date
+    end: date
+    granularity: Granularity = "day"
+    currency: str = "usd"
+    limit: int = 10
+    leaderboard: LeaderboardGrain = "all_time"
+
+    def cache_key(self) -> str:
+        return (
+            f"{self.start.isoformat()}:{self.end.isoformat()}:{self.granularity}:{self.currency}:"
+            f"{self.limit}:{self.leaderboard}"
+        )
