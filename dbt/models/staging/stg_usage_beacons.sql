@@ -1,0 +1,22 @@
+-- The big one (10M+ rows): one pass over the new landing partitions, deduplicated on event_id,
+-- with the UTC day precomputed so the usage marts group on a DATE.
+with landed as ({{ landing_rows('usage') }})
+
+select
+    event_id,
+    widget_id,
+    project_id,
+    end_user_id,
+    visitor_id,
+    session_id,
+    customer_id,
+    kind,
+    -- 1 per impression/open/message, the token count for `tokens`.
+    "count" as quantity,
+    latency_ms,
+    client_ts,
+    received_at,
+    {{ utc_day('received_at') }} as received_day,
+    landed_at
+from landed
+qualify row_number() over (partition by event_id order by landed_at) = 1
