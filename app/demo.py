@@ -1,14 +1,17 @@
 """Demo data for ``make run``: an admin, builders, end users, projects in every state, listings
-and purchases (on the local provider, so sales, ledger entries and invoices exist too)."""
+and purchases (on the local provider, so sales, ledger entries and invoices exist too), and a
+week of widget usage for every purchase, so the analytics have something to show."""
 
 from dataclasses import dataclass
-from uuid import UUID
+from datetime import UTC, datetime, timedelta
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.principal import Principal
+from app.core.usage import UsageBeacon, publish_usage
 from app.marketplace.schemas import PublishRequest, PurchaseRequest
 from app.marketplace.service import marketplace_service
 from app.models import ProjectStatus, User
@@ -114,7 +117,41 @@ async def seed_demo(db: AsyncSession, settings: Settings) -> list[DemoLogin]:
                 PurchaseRequest(project_id=project_id),
                 f"demo-{buyer.id}-{project_id}",
             )
+            await _demo_usage(db, settings, buyer.id, project_id)
     return logins
+
+
+async def _demo_usage(db: AsyncSession, settings: Settings, end_user_id: UUID, project_id: UUID) -> None:
+    """A week of beacons from the widget the end user would have embedded (the widget issue
+    makes real ones): through the outbox, which works with or without Redis."""
+    widget_id = uuid5(NAMESPACE_URL, f"demo-widget:{end_user_id}:{project_id}")
+    now = datetime.now(UTC)
+    for days_ago in range(7):
+        visitors = 2 + (days_ago * 3 + project_id.int) % 5
+        beacons = [
+            UsageBeacon(
+                event_id=uuid5(widget_id, f"{days_ago}:{visitor}:{kind}:{n}").hex,
+                widget_id=str(widget_id),
+                project_id=str(project_id),
+                end_user_id=str(end_user_id),
+                visitor_id=f"demo-visitor-{visitor}",
+                session_id=f"demo-session-{days_ago}-{visitor}",
+                kind=kind,
+                count=count,
+                latency_ms=400 + 37 * n if kind == "message" else None,
+            )
+            for visitor in range(visitors)
+            for kind, times, count in (
+                ("impression", 1, 1),
+                ("open", 1, 1),
+                ("message", 2, 1),
+                ("tokens", 2, 180),
+            )
+            for n in range(times)
+        ]
+        await publish_usage(
+            beacons, settings=settings, redis=None, db=db, received_at=now - timedelta(days=days_ago)
+        )
 
 
 async def _actor(db: AsyncSession, user_id: UUID, persona: str) -> Principal:

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from tests.factories import create_user, login
+from tests.factories import create_user, events_of, login
 
 DEMO_PASSWORD = "bazaar-demo-pass"
 
@@ -70,6 +70,12 @@ async def test_seed_demo_prints_logins_that_work_and_runs_only_once_with_if_empt
     )
     assert {p["status"] for p in bought.json()["items"]} == {"completed"}
     assert bought.json()["pagination"]["total"] == 2
+    # Every purchase comes with a week of its widget's usage, for the analytics to show.
+    usage = [e["payload"] for e in await events_of("usage.beacon")]
+    shops = {p["userId"] for p in bought.json()["items"]} | {shop["user"]["id"]}
+    widgets_of_sam = {b["widget_id"] for b in usage if b["end_user_id"] in shops}
+    assert len(widgets_of_sam) == 2
+    assert len({b["received_at"][:10] for b in usage}) == 7
 
     again = bazaar(database_url, "seed-demo", "--if-empty")
     assert again.returncode == 0
