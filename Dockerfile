@@ -1,4 +1,5 @@
-# The one image of Bazaar: the same image runs the API (default), the worker and the migrations.
+# The one image of Bazaar: the same image runs the API (default), the worker, the migrations and
+# the Dagster webserver and daemon.
 #   docker build -t bazaar .
 #   docker run --rm -e DATABASE_URL=... -e REDIS_URL=... -e JWT_SECRET=... -p 8000:8000 bazaar
 FROM python:3.11-slim
@@ -24,10 +25,21 @@ RUN uv sync --locked --no-dev --no-install-project --no-cache
 COPY README.md alembic.ini ./
 COPY migrations/ migrations/
 COPY app/ app/
+COPY pipelines/ pipelines/
+COPY dbt/ dbt/
 RUN uv sync --locked --no-dev --no-cache
 
-# var/ holds local state (a generated JWT secret when JWT_SECRET is unset outside production).
-RUN useradd --create-home --uid 10001 bazaar && mkdir -p var && chown bazaar:bazaar var
+# The dbt manifest the Dagster code location loads, made once here rather than at every start.
+RUN WAREHOUSE_DIR=/tmp/warehouse dbt parse --quiet --project-dir dbt --profiles-dir dbt
+
+# var/ holds local state (a generated JWT secret when JWT_SECRET is unset outside production,
+# the Dagster instance under var/dagster); warehouse/ the landing files and DuckDB files (a
+# volume shared by the worker, the API and Dagster); dbt/target each dbt run's artifacts.
+RUN useradd --create-home --uid 10001 bazaar \
+    && mkdir -p var/dagster warehouse/landing warehouse/build warehouse/serve \
+    && chown -R bazaar:bazaar var warehouse dbt
+ENV WAREHOUSE_DIR=/srv/bazaar/warehouse \
+    DAGSTER_HOME=/srv/bazaar/var/dagster
 USER bazaar
 
 EXPOSE 8000

@@ -29,14 +29,14 @@ test: $(STAMP)
 	$(VENV)/bin/pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check app tests migrations bench scripts
-	$(VENV)/bin/ruff format --check app tests migrations bench scripts
+	$(VENV)/bin/ruff check app pipelines tests migrations bench scripts
+	$(VENV)/bin/ruff format --check app pipelines tests migrations bench scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix app tests migrations bench scripts
-	$(VENV)/bin/ruff format app tests migrations bench scripts
+	$(VENV)/bin/ruff check --fix app pipelines tests migrations bench scripts
+	$(VENV)/bin/ruff format app pipelines tests migrations bench scripts
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/auth_me.py

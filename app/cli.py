@@ -169,7 +169,7 @@ def worker() -> None:
 @cli.command("dev")
 def dev() -> None:
     """Start the whole platform (`make run`): embedded services when none are configured,
-    migrations, demo data on first start, API and worker."""
+    migrations, demo data on first start, API, worker, and the Dagster UI and daemon."""
     from app.core.migrate import upgrade_database
 
     settings = get_settings()
@@ -188,44 +188,67 @@ def dev() -> None:
     if settings.seed_demo_on_empty:
         subprocess.run([sys.executable, "-m", "app", "seed-demo", "--if-empty"], env=env, check=True)
 
+    env.update(_dagster_environment())
     processes = {
         "api": subprocess.Popen([sys.executable, "-m", "app", "serve"], env=env),
         "worker": subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env),
     }
     base = f"http://{settings.api_host}:{settings.api_port}"
-    if _wait_for(f"{base}/healthz", timeout=60):
-        typer.echo("")
-        typer.echo("Bazaar is running:")
-        typer.echo(f"  API          {base}")
-        typer.echo(f"  API docs     {base}/docs")
-        typer.echo(f"  health       {base}/healthz   readiness {base}/readyz   metrics {base}/metrics")
-        embedded = f"embedded Postgres ({settings.var_dir}/pgdata)"
-        typer.echo(f"  database     {embedded if settings.database_url is None else 'DATABASE_URL'}")
-        typer.echo(f"  redis        {'in-process fallback' if settings.redis_url is None else 'REDIS_URL'}")
-        typer.echo("Press Ctrl-C to stop.")
-    else:
-        typer.echo("the API did not become healthy within 60 s; see its log above", err=True)
-
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    while not stopping and all(p.poll() is None for p in processes.values()):
-        time.sleep(0.5)
-    for name, process in processes.items():
-        if process.poll() is None:
-            process.terminate()
+    dagster_ui = f"http://{settings.api_host}:{settings.dagster_port}"
+    try:
+        if _wait_for(f"{base}/healthz", timeout=60):
+            # Dagster starts once the API answers: its processes are heavy to import and would slow
+            # the API's start on a small machine. The code location parses dbt/ when the manifest
+            # is stale, so the UI may still be loading when the banner is printed.
+            processes.update(_start_dagster(env))
+            dagster_state = (
+                "" if _wait_for(f"{dagster_ui}/server_info", timeout=90) else "   (still starting)"
+            )
+            typer.echo("")
+            typer.echo("Bazaar is running:")
+            typer.echo(f"  API          {base}")
+            typer.echo(f"  API docs     {base}/docs")
+            typer.echo(f"  health       {base}/healthz   readiness {base}/readyz   metrics {base}/metrics")
+            typer.echo(f"  Dagster UI   {dagster_ui}{dagster_state}")
+            typer.echo(f"  warehouse    {settings.warehouse_dir.resolve()}")
+            embedded = f"embedded Postgres ({settings.var_dir}/pgdata)"
+            typer.echo(f"  database     {embedded if settings.database_url is None else 'DATABASE_URL'}")
+            typer.echo(
+                f"  redis        {'in-process fallback' if settings.redis_url is None else 'REDIS_URL'}"
+            )
+            typer.echo("Press Ctrl-C to stop.")
         else:
-            typer.echo(f"{name} exited with {process.returncode}", err=True)
-    for process in processes.values():
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            typer.echo("the API did not become healthy within 60 s; see its log above", err=True)
+
+        stopping = False
+
+        def stop(*_: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        while not stopping and all(p.poll() is None for p in processes.values()):
+            time.sleep(0.5)
+    finally:
+        # Also after Ctrl-C while waiting above: the Dagster process groups are not ours.
+        for name, process in processes.items():
+            if process.poll() is None:
+                if name.startswith("dagster"):
+                    # The whole group: its code servers and any warehouse run (and its dbt) stop too.
+                    os.killpg(process.pid, signal.SIGINT)
+                else:
+                    process.terminate()
+            else:
+                typer.echo(f"{name} exited with {process.returncode}", err=True)
+        for name, process in processes.items():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                if name.startswith("dagster"):
+                    os.killpg(process.pid, signal.SIGKILL)
+                else:
+                    process.kill()
 
 
 def _wait_for(url: str, timeout: float) -> bool:
@@ -238,6 +261,79 @@ def _wait_for(url: str, timeout: float) -> bool:
         except OSError:
             time.sleep(0.3)
     return False
+
+
+def _dagster_environment() -> dict[str, str]:
+    """The Dagster processes' instance (``var/dagster``, from the template in ``pipelines/``) and
+    an absolute ``WAREHOUSE_DIR``: runs and dbt start in other working directories."""
+    import shutil
+    from pathlib import Path
+
+    settings = get_settings()
+    dagster_home = (settings.var_dir / "dagster").resolve()
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    template = Path(__file__).resolve().parent.parent / "pipelines" / "dagster.yaml"
+    shutil.copyfile(template, dagster_home / "dagster.yaml")
+    return {"DAGSTER_HOME": str(dagster_home), "WAREHOUSE_DIR": str(settings.warehouse_dir.resolve())}
+
+
+def _start_dagster(env: dict[str, str]) -> dict[str, "subprocess.Popen[bytes]"]:
+    """The Dagster UI and the daemon (sensors, schedules, the run queue) on the code location,
+    each in its own process group so that stopping it also stops the code servers and runs it
+    started."""
+    from pathlib import Path
+
+    settings = get_settings()
+    bin_dir = Path(sys.executable).parent
+    location = ["-m", "pipelines.definitions"]
+    return {
+        "dagster-webserver": subprocess.Popen(
+            [
+                str(bin_dir / "dagster-webserver"),
+                *location,
+                "--host",
+                settings.api_host,
+                "--port",
+                str(settings.dagster_port),
+            ],
+            env=env,
+            start_new_session=True,
+        ),
+        "dagster-daemon": subprocess.Popen(
+            [str(bin_dir / "dagster-daemon"), "run", *location], env=env, start_new_session=True
+        ),
+    }
+
+
+@cli.command("warehouse-build")
+def warehouse_build(
+    full_refresh: Annotated[
+        bool, typer.Option(help="Rebuild every model from all landing files and fold closed days' files")
+    ] = False,
+) -> None:
+    """Compact the landing files, dbt build and publish once, in this process (what Dagster's
+    sensor does every minute); prints the published version."""
+    from pipelines.build import WarehouseBuildError, build_warehouse
+    from pipelines.publish import NothingToPublishError
+    from pipelines.resources import warehouse_resource
+
+    try:
+        build_warehouse(warehouse_resource(), full_refresh=full_refresh, echo=typer.echo)
+    except (WarehouseBuildError, NothingToPublishError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+
+
+@cli.command("consume-usage")
+def consume_usage() -> None:
+    """Land widget usage beacons from the Redis Stream into the warehouse (the worker runs the
+    same consumer; this runs it alone, e.g. as a separately scaled process)."""
+    from app.worker.usage_consumer import main as consumer_main
+
+    if not get_settings().redis_url:
+        typer.echo("REDIS_URL is not set: without Redis, beacons go through the outbox relay.", err=True)
+        raise typer.Exit(2)
+    consumer_main()
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Bazaar's Dagster code location: landing compaction, dbt models, publishing (``README.md``)."""

@@ -1,0 +1,48 @@
+"""Every model of ``dbt/`` as an asset; its tests become asset checks."""
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DbtCliResource, dbt_assets
+
+from pipelines.dbt_project import MARTS_SCHEMA, WarehouseDbtTranslator, dbt_project, ensure_manifest
+from pipelines.jobs import DBT_OP, WAREHOUSE_POOL, WarehouseBuildConfig
+from pipelines.resources import WarehouseResource
+
+
+@dbt_assets(
+    manifest=ensure_manifest(),
+    project=dbt_project,
+    name=DBT_OP,
+    dagster_dbt_translator=WarehouseDbtTranslator(),
+    pool=WAREHOUSE_POOL,
+)
+def warehouse_models(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    warehouse: WarehouseResource,
+    config: WarehouseBuildConfig,
+) -> Iterator[Any]:
+    # `build` runs each model's tests right after it, so a failing test stops its dependents and
+    # the publish step: the API keeps serving the last good version.
+    args = ["build", "--full-refresh"] if config.full_refresh else ["build"]
+    with warehouse.dbt_environment():
+        yield from dbt.cli(args, context=context).stream()
+
+
+def mart_keys() -> list[dg.AssetKey]:
+    """The models dbt builds into schema ``marts``: what the publish step copies."""
+    manifest = json.loads(dbt_project.manifest_path.read_text())
+    translator = WarehouseDbtTranslator()
+    return sorted(
+        (
+            translator.get_asset_key(node)
+            for node in manifest["nodes"].values()
+            if node["resource_type"] in {"model", "seed", "snapshot"}
+            and node["config"].get("schema") == MARTS_SCHEMA
+            and node["config"].get("materialized") != "ephemeral"
+        ),
+        key=lambda key: key.to_user_string(),
+    )

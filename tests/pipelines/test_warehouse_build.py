@@ -1,0 +1,102 @@
+"""The whole pipeline on generated landing events: compaction, dbt build with its tests, publish.
+
+This runs the real dbt project: a build takes a minute or more on a busy machine.
+"""
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import dagster as dg
+import duckdb
+
+from pipelines.assets import landing, served_marts, warehouse_models
+from pipelines.dbt_project import dbt_cli_resource
+from pipelines.publish import published_versions
+from tests.pipelines.landing_events import Marketplace, write_part
+
+
+def served(layout, sql):
+    with duckdb.connect(str(layout.current_link / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def materialize(warehouse, selection=None):
+    assets = [landing, warehouse_models, served_marts]
+    return dg.materialize(
+        assets,
+        selection=selection,
+        resources={"warehouse": warehouse, "dbt": dbt_cli_resource()},
+        raise_on_error=False,
+    )
+
+
+def messages_served(layout, market):
+    [(messages,)] = served(
+        layout,
+        "SELECT coalesce(sum(messages), 0) FROM marts.usage_by_period "
+        f"WHERE grain = 'day' AND widget_id = '{market.widget_id}'",
+    )
+    return messages
+
+
+def test_landed_events_are_built_checked_published_and_refreshed_from_dagster_and_the_command_line(
+    layout, warehouse
+):
+    market = Marketplace()
+    now = datetime.now(UTC)
+    write_part(layout, "events", market.sign_ups_and_sale(), landed_at=now, age_s=600)
+    for _ in range(3):
+        write_part(layout, "usage", market.messages(2), landed_at=now, age_s=600)
+
+    first = materialize(warehouse)
+
+    assert first.success
+    version = layout.current_version()
+    assert version is not None
+    [(meta_version, as_of, run_id)] = served(layout, "SELECT version, as_of, run_id FROM marts.serve_meta")
+    assert (meta_version, run_id) == (version, first.run_id)
+    assert as_of == now  # the newest landed_at built
+    tables = {name for (name,) in served(layout, "SELECT table_name FROM duckdb_tables()")}
+    assert {"revenue_daily", "usage_by_period", "leaderboards", "dim_projects", "serve_meta"} <= tables
+    assert messages_served(layout, market) == 6
+    assert served(
+        layout, f"SELECT sum(gross_minor) FROM marts.revenue_daily WHERE project_id = '{market.project_id}'"
+    ) == [(1000,)]
+    # The three small usage files were merged before dbt read them.
+    assert len(list(layout.landing_stream("usage").glob("dt=*/*.parquet"))) == 1
+    # dbt's tests ran as asset checks, and passed.
+    checks = first.get_asset_check_evaluations()
+    assert checks
+    assert all(check.passed for check in checks)
+
+    # More usage lands (one beacon delivered twice); `bazaar warehouse-build` builds incrementally
+    # and serves it from a new version.
+    again = market.messages(3)
+    write_part(layout, "usage", again, landed_at=datetime.now(UTC))
+    write_part(layout, "usage", again[:1], landed_at=datetime.now(UTC))
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "warehouse-build"],
+        env={**os.environ, "WAREHOUSE_DIR": str(layout.root), "WAREHOUSE_KEEP_VERSIONS": "2"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    second = layout.current_version()
+    assert second not in (None, version)
+    assert f"published {second}" in done.stdout
+    assert "[2/3] dbt build" in done.stdout
+    assert messages_served(layout, market) == 9
+    with duckdb.connect(str(layout.served_file(version)), read_only=True) as con:
+        # The version readers had open is untouched.
+        assert con.execute(
+            "SELECT sum(messages) FROM marts.usage_by_period WHERE grain = 'day'"
+        ).fetchone() == (6,)
+
+    # A publish-only run: a third version, and the first is pruned (WAREHOUSE_KEEP_VERSIONS 2 here).
+    third = materialize(warehouse, selection=[served_marts])
+    assert third.success
+    assert published_versions(layout) == [second, layout.current_version()]
