@@ -6,7 +6,6 @@ which the Dagster pipeline and other runs use.
 """
 
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,8 @@ import pytest
 from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 from dbt.cli.main import dbtRunner, dbtRunnerResult
 
+from app.core.warehouse_layout import WarehouseLayout
+from pipelines.publish import publish_marts
 from tests.warehouse.scenario import land_marketplace_story
 
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt"
@@ -106,14 +107,7 @@ def marts(story_warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 @pytest.fixture(scope="session")
 def published_file(story_warehouse: Path) -> Path:
-    """A published copy of the story's marts, as `serve/<version>/warehouse.duckdb`.
-
-    Stand-in for pipelines/publish.py: a copy of the whole build file after dbt finished,
-    which holds the same `marts` tables the publish step copies.
-    """
-    version = "20261104T230000Z-0badcafe"
-    target = story_warehouse / "serve" / version / "warehouse.duckdb"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(build_file(story_warehouse), target)
-    (story_warehouse / "serve" / "current").symlink_to(version)
-    return story_warehouse / "serve" / "current" / "warehouse.duckdb"
+    """The story's marts as analysts get them: published by the pipeline's publish step."""
+    layout = WarehouseLayout(story_warehouse)
+    publish_marts(layout, keep=2)
+    return layout.current_link / "warehouse.duckdb"
