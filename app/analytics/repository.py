@@ -3,12 +3,19 @@ names the users and projects a response mentions.
 
 Every mart method takes a DuckDB cursor and runs in a worker thread (``ServedVersion.run``).
 Ids are compared and read as text, so the marts may type them ``UUID`` or ``VARCHAR``.
-Daily marts are summed over the range (and ``date_trunc``-ed for a series); distinct counts
-(sessions, visitors, active users) come from the pre-computed rows of the asked grain, because
-distinct counts of days do not add up to a week's.
+Daily marts are summed over the range (and ``date_trunc``-ed for a series, so a week or month
+only counts its days inside the range); distinct counts (sessions, visitors, active users) come
+from the pre-computed rows of the asked grain, because distinct counts of days do not add up to
+a week's.
+
+Ids are read with :func:`uuid_or_none`: a NULL or malformed id (the marts do not check them)
+never fails a request. Lists keyed by an id (top projects, widgets, customers, leaderboards)
+leave such rows out; ids that only describe a row (a widget's project or end user) become None.
 """
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -19,6 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.analytics.schemas import ReportQuery
 from app.models import Project, User
+
+logger = logging.getLogger("bazaar.analytics")
 
 Cursor = DuckDBPyConnection
 Filters = Mapping[str, UUID | None]
@@ -77,8 +86,31 @@ def _record(columns: Sequence[str], row: Row | None) -> dict[str, int]:
     return {c: int(v or 0) for c, v in zip(columns, row, strict=True)}
 
 
-def uuid_of(value: Any) -> UUID:
-    return value if isinstance(value, UUID) else UUID(str(value))
+def uuid_or_none(value: Any) -> UUID | None:
+    """The UUID a mart holds, or None for NULL or anything that is not a UUID."""
+    if value is None or isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except ValueError:
+        logger.debug("not a UUID in the marts: %r", value)
+        return None
+
+
+def _is_uuid(column: str) -> str:
+    """SQL: ``column`` holds a UUID (so a ``LIMIT`` counts only rows that can be served)."""
+    return f"TRY_CAST(CAST({column} AS VARCHAR) AS UUID) IS NOT NULL"
+
+
+@dataclass(frozen=True)
+class WidgetOwners:
+    """Who a widget belongs to, as the marts record it: an id is None when its rows name no
+    such id or several (``ambiguous``: more than one project, builder or end user)."""
+
+    project_id: UUID | None
+    builder_id: UUID | None
+    end_user_id: UUID | None
+    ambiguous: bool = False
 
 
 def period_of(grain: str, day: date) -> date:
@@ -119,18 +151,20 @@ class MartsRepository:
             "SELECT project_id, coalesce(sum(sales), 0), coalesce(sum(refunds), 0), "
             "coalesce(sum(net_gross_minor), 0), coalesce(sum(net_builder_share_minor), 0) "
             f"FROM marts.revenue_daily WHERE day BETWEEN ? AND ? AND currency = ?{where} "
+            f"AND {_is_uuid('project_id')} "
             "GROUP BY project_id ORDER BY 4 DESC, 2 DESC, CAST(project_id AS VARCHAR) LIMIT ?",
             [q.start, q.end, q.currency, *params, q.limit],
         ).fetchall()
         return [
             {
-                "project_id": uuid_of(r[0]),
+                "project_id": project_id,
                 "sales": int(r[1]),
                 "refunds": int(r[2]),
                 "net_gross_minor": int(r[3]),
                 "net_builder_share_minor": int(r[4]),
             }
             for r in rows
+            if (project_id := uuid_or_none(r[0])) is not None
         ]
 
     def payout_totals(self, cur: Cursor, q: ReportQuery, builder_id: UUID | None) -> dict[str, int]:
@@ -152,7 +186,13 @@ class MartsRepository:
             "AND CAST(builder_id AS VARCHAR) = ? GROUP BY buyer_id",
             [q.start, q.end, q.currency, str(builder_id)],
         ).fetchall()
-        return {uuid_of(r[0]): (int(r[1]), int(r[2])) for r in rows}
+        out: dict[UUID, tuple[int, int]] = {}
+        for r in rows:
+            buyer = uuid_or_none(r[0])
+            if buyer is not None:
+                count, spent = out.get(buyer, (0, 0))
+                out[buyer] = (count + int(r[1]), spent + int(r[2]))
+        return out
 
     def spend(self, cur: Cursor, q: ReportQuery, buyer_id: UUID) -> dict[str, int]:
         columns = ("purchases", "spend_minor", "refunds", "refunded_minor")
@@ -175,33 +215,54 @@ class MartsRepository:
         return _record(USAGE_SUMS, row)
 
     def usage_series(self, cur: Cursor, q: ReportQuery, filters: Filters) -> list[dict[str, Any]]:
-        """Per period of the asked grain that overlaps the range (the first may start before it)."""
+        """Per period of the asked grain that overlaps the range (the first may start before it).
+        Counts are the period's days inside the range; sessions and visitors the period's own."""
         where, params = _where(filters)
-        columns = (*USAGE_SUMS, "sessions", "visitors")
+        distinct = ("sessions", "visitors")
+        sums = ", ".join(f"s.{c}" for c in USAGE_SUMS)
         rows = cur.execute(
-            f"SELECT period_start, {_sums(columns)} FROM marts.usage_by_period "
-            f"WHERE grain = ? AND period_start BETWEEN ? AND ?{where} "
-            "GROUP BY period_start ORDER BY period_start",
-            [q.granularity, period_of(q.granularity, q.start), q.end, *params],
+            "WITH s AS ("
+            f"SELECT date_trunc(?, period_start)::DATE AS period, "
+            f"{', '.join(f'sum({c}) AS {c}' for c in USAGE_SUMS)} FROM marts.usage_by_period "
+            f"WHERE grain = 'day' AND period_start BETWEEN ? AND ?{where} GROUP BY period), "
+            "g AS ("
+            f"SELECT period_start::DATE AS period, {', '.join(f'sum({c}) AS {c}' for c in distinct)} "
+            f"FROM marts.usage_by_period WHERE grain = ? AND period_start BETWEEN ? AND ?{where} "
+            "GROUP BY period) "
+            f"SELECT coalesce(s.period, g.period) AS period, {sums}, g.sessions, g.visitors "
+            "FROM s FULL OUTER JOIN g ON s.period = g.period ORDER BY period",
+            [
+                q.granularity,
+                q.start,
+                q.end,
+                *params,
+                q.granularity,
+                period_of(q.granularity, q.start),
+                q.end,
+                *params,
+            ],
         ).fetchall()
-        return [{"period_start": r[0], **_record(columns, r[1:])} for r in rows]
+        return [{"period_start": r[0], **_record((*USAGE_SUMS, *distinct), r[1:])} for r in rows]
 
     def usage_by(
         self, cur: Cursor, q: ReportQuery, filters: Filters, keys: Sequence[str], *, limit: int | None = None
     ) -> list[dict[str, Any]]:
-        """Usage over the range grouped by ``keys`` (id columns), most messages first."""
+        """Usage over the range grouped by ``keys`` (id columns), most messages first. Rows whose
+        first key is not a UUID are left out; the other keys may be None."""
         where, params = _where(filters)
         group = ", ".join(keys)
         rows = cur.execute(
             f"SELECT {group}, {_sums(USAGE_SUMS)} FROM marts.usage_by_period "
-            f"WHERE grain = 'day' AND period_start BETWEEN ? AND ?{where} GROUP BY {group} "
-            f"ORDER BY {len(keys) + 3} DESC, {len(keys) + 4} DESC, CAST({keys[0]} AS VARCHAR) LIMIT ?",
+            f"WHERE grain = 'day' AND period_start BETWEEN ? AND ?{where} AND {_is_uuid(keys[0])} "
+            f"GROUP BY {group} ORDER BY {len(keys) + 3} DESC, {len(keys) + 4} DESC, "
+            f"CAST({keys[0]} AS VARCHAR) LIMIT ?",
             [q.start, q.end, *params, limit if limit is not None else q.limit],
         ).fetchall()
         out = []
         for r in rows:
-            ids = {k: uuid_of(v) for k, v in zip(keys, r[: len(keys)], strict=True) if v is not None}
-            out.append({**ids, **_record(USAGE_SUMS, r[len(keys) :])})
+            ids = {k: uuid_or_none(v) for k, v in zip(keys, r[: len(keys)], strict=True)}
+            if ids[keys[0]] is not None:
+                out.append({**ids, **_record(USAGE_SUMS, r[len(keys) :])})
         return out
 
     def messages_in_month(self, cur: Cursor, month: date, end_user_id: UUID) -> int:
@@ -212,16 +273,21 @@ class MartsRepository:
         ).fetchone()
         return int(row[0]) if row else 0
 
-    def widget_owners(self, cur: Cursor, widget_id: UUID) -> tuple[UUID, UUID, UUID] | None:
-        """(project, builder, end user) of a widget that has any usage in the marts."""
-        row = cur.execute(
-            "SELECT project_id, builder_id, end_user_id FROM marts.usage_by_period "
-            "WHERE CAST(widget_id AS VARCHAR) = ? LIMIT 1",
+    def widget_owners(self, cur: Cursor, widget_id: UUID) -> WidgetOwners | None:
+        """Project, builder and end user of a widget that has any usage in the marts. Each is
+        None when its rows name none or several (then ``ambiguous``); NULLs name nobody."""
+        rows = cur.execute(
+            "SELECT CAST(project_id AS VARCHAR) AS p, CAST(builder_id AS VARCHAR) AS b, "
+            "CAST(end_user_id AS VARCHAR) AS e, max(period_start) AS last FROM marts.usage_by_period "
+            "WHERE CAST(widget_id AS VARCHAR) = ? GROUP BY p, b, e ORDER BY last DESC, p, b, e",
             [str(widget_id)],
-        ).fetchone()
-        if row is None:
+        ).fetchall()
+        if not rows:
             return None
-        return uuid_of(row[0]), uuid_of(row[1]), uuid_of(row[2])
+
+        named = [{r[i] for r in rows if r[i] is not None} for i in range(3)]
+        p, b, e = (uuid_or_none(next(iter(ids))) if len(ids) == 1 else None for ids in named)
+        return WidgetOwners(p, b, e, ambiguous=any(len(ids) > 1 for ids in named))
 
     # --- platform --------------------------------------------------------------------------
 
@@ -244,11 +310,20 @@ class MartsRepository:
             "WHERE grain = 'day' AND period_start BETWEEN ? AND ?",
             [q.start, q.end],
         ).fetchone()
+        # Counts: the period's days inside the range; active users: the period's own row.
         series = cur.execute(
-            "SELECT period_start, signups, purchases, refunds, active_builders, active_end_users, "
-            "conversion_rate FROM marts.platform_activity "
-            "WHERE grain = ? AND period_start BETWEEN ? AND ? ORDER BY period_start",
-            [q.granularity, period_of(q.granularity, q.start), q.end],
+            "WITH s AS (SELECT date_trunc(?, period_start)::DATE AS period, sum(signups) AS signups, "
+            "sum(purchases) AS purchases, sum(refunds) AS refunds, sum(listing_views) AS views "
+            "FROM marts.platform_activity WHERE grain = 'day' AND period_start BETWEEN ? AND ? "
+            "GROUP BY period), "
+            "g AS (SELECT period_start::DATE AS period, max(active_builders) AS builders, "
+            "max(active_end_users) AS end_users FROM marts.platform_activity "
+            "WHERE grain = ? AND period_start BETWEEN ? AND ? GROUP BY period) "
+            "SELECT coalesce(s.period, g.period) AS period, s.signups, s.purchases, s.refunds, "
+            "g.builders, g.end_users, "
+            "CASE WHEN s.views > 0 THEN coalesce(s.purchases, 0) / s.views END "
+            "FROM s FULL OUTER JOIN g ON s.period = g.period ORDER BY period",
+            [q.granularity, q.start, q.end, q.granularity, period_of(q.granularity, q.start), q.end],
         ).fetchall()
         return _record(ACTIVITY_SUMS, totals), series
 
@@ -262,8 +337,9 @@ class MartsRepository:
         ).fetchall()
         boards: dict[str, list[Row]] = {board: [] for board in BOARDS}
         for board, rank, entity, value in rows:
-            if board in boards:
-                boards[board].append((int(rank), uuid_of(entity), int(value or 0)))
+            entity_id = uuid_or_none(entity)
+            if board in boards and entity_id is not None:
+                boards[board].append((int(rank), entity_id, int(value or 0)))
         return period, boards
 
     # --- marketplace -----------------------------------------------------------------------
@@ -289,6 +365,17 @@ class MartsRepository:
             [q.start, q.end, *params],
         ).fetchall()
 
+    def completed_purchases(self, cur: Cursor, q: ReportQuery, builder_id: UUID | None) -> dict[str, int]:
+        """Per currency: purchases completed in the range and not refunded (as of the version)."""
+        where, params = _where({"builder_id": builder_id})
+        rows = cur.execute(
+            "SELECT currency, count(*) FROM marts.fct_revenue_splits "
+            "WHERE completed_day BETWEEN ? AND ? AND NOT coalesce(is_refunded, false)"
+            f"{where} GROUP BY currency",
+            [q.start, q.end, *params],
+        ).fetchall()
+        return {str(currency): int(n) for currency, n in rows if currency is not None}
+
     def top_listings(self, cur: Cursor, q: ReportQuery, builder_id: UUID | None) -> list[Row]:
         """(project, listing, currency, purchases not refunded, net gross), best sellers first."""
         where, params = _where({"r.builder_id": builder_id})
@@ -298,7 +385,8 @@ class MartsRepository:
             "coalesce(sum(r.net_gross_minor), 0) AS gross "
             "FROM marts.revenue_daily r LEFT JOIN marts.dim_projects d "
             "ON CAST(d.project_id AS VARCHAR) = CAST(r.project_id AS VARCHAR) "
-            f"WHERE r.day BETWEEN ? AND ?{where} GROUP BY r.project_id, r.currency "
+            f"WHERE r.day BETWEEN ? AND ?{where} AND {_is_uuid('r.project_id')} "
+            "GROUP BY r.project_id, r.currency "
             "ORDER BY purchases DESC, gross DESC, CAST(r.project_id AS VARCHAR) LIMIT ?",
             [q.start, q.end, *params, q.limit],
         ).fetchall()

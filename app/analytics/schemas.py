@@ -88,8 +88,8 @@ class ProjectUsage(UsageTotals):
 
 class WidgetUsage(UsageTotals):
     widget_id: UUID
-    project_id: UUID
-    end_user_id: UUID
+    project_id: UUID | None = Field(description="Null when the marts hold no (valid) project id")
+    end_user_id: UUID | None = Field(description="Null when the marts hold no (valid) end user id")
 
 
 # --- platform ----------------------------------------------------------------------------------
@@ -212,8 +212,8 @@ class ProjectAnalytics(Report):
 
 class WidgetAnalytics(Report):
     widget_id: UUID
-    project_id: UUID | None
-    end_user_id: UUID | None
+    project_id: UUID | None = Field(description="Null when the marts name no project, or several")
+    end_user_id: UUID | None = Field(description="Null when the marts name no end user, or several")
     usage: UsageTotals
     series: list[UsagePoint]
 
@@ -252,8 +252,11 @@ class ListingCounts(Schema):
 
 class CurrencyTotals(Schema):
     currency: str
-    completed: int = Field(description="Purchases completed, refunded ones excluded")
-    refunded: int
+    completed: int = Field(
+        description="Purchases completed in the range and not refunded (as of the served version); "
+        "never negative"
+    )
+    refunded: int = Field(description="Refunds made in the range, whenever their purchase was completed")
     gross_minor: int = Field(description="What buyers paid for purchases not refunded")
     refunded_minor: int
     platform_fee_minor: int

@@ -15,7 +15,14 @@ from uuid import UUID
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.analytics.repository import Cursor, marts_repository, names_repository, period_of, uuid_of
+from app.analytics.repository import (
+    Cursor,
+    WidgetOwners,
+    marts_repository,
+    names_repository,
+    period_of,
+    uuid_or_none,
+)
 from app.analytics.schemas import (
     BuilderSection,
     CurrencyTotals,
@@ -61,16 +68,16 @@ logger = logging.getLogger("bazaar.analytics")
 M = TypeVar("M", bound=BaseModel)
 
 
-def can_read_widget(actor: Principal, owners: tuple[UUID, UUID, UUID] | None) -> bool:
+def can_read_widget(actor: Principal, owners: WidgetOwners | None) -> bool:
     """Interim widget rule, until the widgets table exists (the widget issue replaces this):
     administrators, the end user who owns the widget, or the builder of its project, as the
-    marts record them. A widget with no usage yet is known to nobody but administrators."""
+    marts record them. A widget with no usage yet, or whose rows name more than one project,
+    builder or end user, is known to nobody but administrators."""
     if actor.can(Perm.PLATFORM_ADMIN):
         return True
-    if owners is None:
+    if owners is None or owners.ambiguous:
         return False
-    _, builder_id, end_user_id = owners
-    return actor.user_id in (builder_id, end_user_id)
+    return actor.user_id in (owners.builder_id, owners.end_user_id)
 
 
 def _header(served: ServedVersion | None, q: ReportQuery) -> dict[str, Any]:
@@ -357,7 +364,15 @@ class AnalyticsService:
     async def widget(self, rt: Runtime, actor: Principal, widget_id: UUID, q: ReportQuery) -> WidgetAnalytics:
         """See :func:`can_read_widget`; a widget the caller may not read is reported missing."""
         async with rt.warehouse.lease() as served:
-            owners = await _run(served, lambda cur: marts_repository.widget_owners(cur, widget_id), None)
+            owners: WidgetOwners | None = await _run(
+                served, lambda cur: marts_repository.widget_owners(cur, widget_id), None
+            )
+            if owners is not None and owners.ambiguous:
+                logger.warning(
+                    "widget %s has usage rows naming more than one project, builder or end user; "
+                    "only administrators may read its analytics",
+                    widget_id,
+                )
             if not can_read_widget(actor, owners):
                 raise NotFound("Widget not found", code="widget_not_found")
             this = {"widget_id": widget_id}
@@ -372,8 +387,8 @@ class AnalyticsService:
                 return WidgetAnalytics(
                     **_header(served, q),
                     widget_id=widget_id,
-                    project_id=owners[0] if owners else None,
-                    end_user_id=owners[2] if owners else None,
+                    project_id=owners.project_id if owners else None,
+                    end_user_id=owners.end_user_id if owners else None,
                     usage=UsageTotals(**usage),
                     series=[UsagePoint(**p) for p in series],
                 )
@@ -493,12 +508,21 @@ class AnalyticsService:
                     return (
                         marts_repository.listing_counts(cur, builder_id),
                         marts_repository.market_totals(cur, q, builder_id),
+                        marts_repository.completed_purchases(cur, q, builder_id),
                         marts_repository.top_listings(cur, q, builder_id),
                         marts_repository.market_series(cur, q, builder_id),
                     )
 
-                counts, totals, top, series = await _run(served, query, ({}, [], [], []))
-                names = await names_repository.names(db, [], [uuid_of(row[0]) for row in top])
+                counts, totals, completed, top, series = await _run(served, query, ({}, [], {}, [], []))
+                listings = [
+                    (project_id, uuid_or_none(listing), currency, purchases, gross)
+                    for project, listing, currency, purchases, gross in top
+                    if (project_id := uuid_or_none(project)) is not None
+                ]
+                names = await names_repository.names(db, [], [row[0] for row in listings])
+                by_currency = {row[0]: row for row in totals}
+                for currency in completed.keys() - by_currency.keys():
+                    by_currency[currency] = (currency, 0, 0, 0, 0, 0, 0)
                 return MarketplaceReport(
                     **_header(served, q),
                     listings=ListingCounts(
@@ -507,25 +531,27 @@ class AnalyticsService:
                     totals=[
                         CurrencyTotals(
                             currency=currency,
-                            completed=int(sales) - int(refunds),
+                            completed=completed.get(currency, 0),
                             refunded=int(refunds),
                             gross_minor=int(gross),
                             refunded_minor=int(refunded),
                             platform_fee_minor=int(fee),
                             builder_share_minor=int(share),
                         )
-                        for currency, sales, refunds, gross, refunded, fee, share in totals
+                        for currency, _sales, refunds, gross, refunded, fee, share in sorted(
+                            by_currency.values(), key=lambda row: str(row[0])
+                        )
                     ],
                     top_listings=[
                         TopListing(
-                            project_id=uuid_of(project),
-                            listing_id=None if listing is None else uuid_of(listing),
-                            title=names.get(uuid_of(project)),
+                            project_id=project,
+                            listing_id=listing,
+                            title=names.get(project),
                             currency=currency,
                             purchases=int(purchases),
                             gross_minor=int(gross),
                         )
-                        for project, listing, currency, purchases, gross in top
+                        for project, listing, currency, purchases, gross in listings
                     ],
                     series=[
                         MarketPoint(period_start=p, currency=c, purchases=int(n), gross_minor=int(g))

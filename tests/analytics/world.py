@@ -98,6 +98,7 @@ def marts(w: World) -> dict[str, list[dict[str, Any]]]:
             sale(shop1, w.recipes, ada, "2026-03-03", 900),
             sale(shop2, w.recipes, ada, "2026-03-10", 1900, refunded=True),
             sale(shop1, w.contracts, grace, "2026-03-05", 5000, currency="eur"),
+            sale(shop1, w.copilot, ada, "2026-04-02", 1900),
         ],
         "payouts_daily": [
             {
