@@ -2,8 +2,9 @@
 
 The worker lands a file every second or so under load; thousands of tiny Parquet files make every
 dbt build slow. Compaction merges the settled files of a ``dt=`` partition into one
-``compacted-*.parquet``: written under a temporary name, fsynced, renamed, its row count checked,
-and only then are the merged files deleted. A crash at any point leaves every row in at least
+``compacted-*.parquet``: streamed (never the whole partition in memory) into a temporary name,
+fsynced, its row count checked against the inputs' (Parquet footers), renamed, and only then are
+the merged files deleted. A crash at any point leaves every row in at least
 one file (at worst twice, which dbt's deduplication on ``event_id`` absorbs).
 
 Files younger than ``settle_seconds`` are left alone: the worker may have just renamed them and
@@ -17,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from app.core.warehouse_layout import LANDING_STREAMS, WarehouseLayout
 from pipelines.durable import fsync_path
@@ -91,30 +93,39 @@ def landing_part_files(layout: WarehouseLayout) -> list[Path]:
 
 
 def _merge(partition: Path, files: list[Path]) -> tuple[Path, int]:
-    # Schemas may grow over time (a nullable column added): relaxed concat fills missing columns.
-    frames = [pl.read_parquet(f) for f in files]
-    expected_rows = sum(frame.height for frame in frames)
-    merged = pl.concat(frames, how="diagonal_relaxed")
+    """Stream ``files`` into one new file, then delete them once it provably holds every row.
+
+    The rows are never all in memory: polars' streaming engine reads the files a batch at a time
+    and writes row groups as they fill (a closed day is 10M+ rows; reading it whole ran small hosts
+    out of memory). Schemas may grow over time (a nullable column added): the relaxed diagonal
+    concat fills missing columns with nulls. Rows are copied as they are, ``landed_at`` included.
+    """
+    expected_rows = sum(parquet_row_count(f) for f in files)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = partition / f"{COMPACTED_PREFIX}{stamp}-{uuid.uuid4().hex}.parquet"
     temporary = target.with_name(target.name + ".tmp")  # not *.parquet: dbt's glob ignores it
     try:
-        merged.write_parquet(temporary, compression="zstd")
+        merged = pl.concat([pl.scan_parquet(f) for f in files], how="diagonal_relaxed")
+        merged.sink_parquet(temporary, compression="zstd", engine="streaming")
         fsync_path(temporary)
+        written = parquet_row_count(temporary)
+        if written != expected_rows:
+            # Never delete inputs whose rows did not all reach the new file.
+            raise RuntimeError(f"compacted {target} has {written} rows, expected {expected_rows}")
         temporary.rename(target)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     fsync_path(partition)
-    written = pl.scan_parquet(target).select(pl.len()).collect().item()
-    if written != expected_rows:
-        # Never delete inputs whose rows did not all reach the new file; duplicates are harmless.
-        target.unlink()
-        raise RuntimeError(f"compacted {target} has {written} rows, expected {expected_rows}")
     for f in files:
         f.unlink(missing_ok=True)
     fsync_path(partition)
     return target, expected_rows
+
+
+def parquet_row_count(path: Path) -> int:
+    """Rows of a Parquet file, from its footer (no row is read)."""
+    return pq.read_metadata(path).num_rows
 
 
 def _is_settled(path: Path, now: float, settle_seconds: float) -> bool:

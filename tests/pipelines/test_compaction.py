@@ -2,8 +2,10 @@
 
 import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
+import pytest
 
 from pipelines.compaction import compact_landing
 from tests.pipelines.landing_events import Marketplace, write_part
@@ -90,3 +92,79 @@ def test_files_with_a_column_added_later_merge_without_losing_it(layout):
     merged = rows_of(layout, "usage")
     assert merged.height == 2
     assert sorted(merged["locale"].fill_null("").to_list()) == ["", "fr"]
+
+
+def landed_rows(layout, stream):
+    return sorted(rows_of(layout, stream).select("event_id", "landed_at").iter_rows())
+
+
+def test_many_files_are_streamed_into_one_without_reading_the_partition_into_memory(layout, monkeypatch):
+    market = Marketplace()
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    for i in range(150):
+        write_part(layout, "usage", market.messages(2), landed_at=noon + timedelta(seconds=i), age_s=300)
+    before = landed_rows(layout, "usage")
+
+    def materializes(*args, **kwargs):
+        raise AssertionError("compaction must stream, not read a whole partition into memory")
+
+    # The ways to hold a partition's rows at once: read files whole, concat frames, write a frame.
+    monkeypatch.setattr(pl, "read_parquet", materializes)
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", materializes)
+    concat = pl.concat
+    monkeypatch.setattr(
+        pl,
+        "concat",
+        lambda items, **kw: (
+            materializes() if any(isinstance(i, pl.DataFrame) for i in items) else concat(items, **kw)
+        ),
+    )
+    report = compact_landing(layout, settle_seconds=60, full=True)
+    monkeypatch.undo()
+
+    [partition] = layout.landing_stream("usage").glob("dt=*")
+    [compacted] = partition.glob("*.parquet")
+    assert compacted.name.startswith("compacted-")
+    assert report.merged_files == 150
+    assert report.rows == 300
+    # Every row, each with the landed_at of the file it came from.
+    assert landed_rows(layout, "usage") == before
+    assert len({landed_at for _, landed_at in before}) == 150
+
+
+def test_inputs_are_kept_when_the_written_file_does_not_hold_every_row(layout, monkeypatch):
+    import pipelines.compaction as compaction
+
+    market = Marketplace()
+    now = datetime.now(UTC)
+    parts = [write_part(layout, "usage", market.messages(2), landed_at=now, age_s=300) for _ in range(3)]
+    before = landed_rows(layout, "usage")
+    count = compaction.parquet_row_count
+    # The written file's footer says one row short (a truncated write).
+    monkeypatch.setattr(
+        compaction, "parquet_row_count", lambda path: count(path) - (path.name.endswith(".tmp"))
+    )
+
+    with pytest.raises(RuntimeError, match="5 rows, expected 6"):
+        compact_landing(layout, settle_seconds=60)
+
+    assert all(p.exists() for p in parts)
+    assert sorted(p.name for p in parts[0].parent.iterdir()) == sorted(p.name for p in parts)
+    assert landed_rows(layout, "usage") == before
+
+
+def test_inputs_are_kept_and_the_temporary_file_removed_when_writing_fails(layout, monkeypatch):
+    market = Marketplace()
+    now = datetime.now(UTC)
+    parts = [write_part(layout, "usage", market.messages(2), landed_at=now, age_s=300) for _ in range(3)]
+
+    def disk_full(self, path, **kwargs):
+        Path(path).write_bytes(b"PAR1 half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pl.LazyFrame, "sink_parquet", disk_full)
+
+    with pytest.raises(OSError, match="No space left"):
+        compact_landing(layout, settle_seconds=60)
+
+    assert sorted(p.name for p in parts[0].parent.iterdir()) == sorted(p.name for p in parts)

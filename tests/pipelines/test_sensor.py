@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.compaction import compact_landing
 from pipelines.jobs import WAREHOUSE_RUN_TAG, run_tags
-from pipelines.sensors import new_landing_files_sensor
+from pipelines.sensors import MAX_RETRIES, RETRY_OF_TAG, new_landing_files_sensor
 from tests.pipelines.landing_events import Marketplace, write_part
 
 
@@ -15,6 +15,16 @@ from tests.pipelines.landing_events import Marketplace, write_part
 def instance():
     with dg.instance_for_test() as instance:
         yield instance
+
+
+@dg.op
+def noop() -> None:
+    pass
+
+
+@dg.job
+def stand_in() -> None:
+    noop()
 
 
 def tick(instance, warehouse, cursor):
@@ -72,14 +82,6 @@ def test_first_tick_builds_what_landed_before_dagster_started(instance, layout, 
 def test_no_run_is_requested_while_a_warehouse_run_is_queued_and_the_files_wait_for_the_next_tick(
     instance, layout, warehouse
 ):
-    @dg.op
-    def noop() -> None:
-        pass
-
-    @dg.job
-    def stand_in() -> None:
-        noop()
-
     market = Marketplace()
     _, cursor = tick(instance, warehouse, None)
     running = instance.create_run_for_job(job_def=stand_in, tags=run_tags("refresh"))
@@ -93,3 +95,78 @@ def test_no_run_is_requested_while_a_warehouse_run_is_queued_and_the_files_wait_
     instance.report_run_canceled(running)
     result, _ = tick(instance, warehouse, cursor)
     assert len(result.run_requests) == 1
+
+
+def run_that_fails(instance, request, layout):
+    """A warehouse run as the daemon would start it from ``request``: compaction, then a failure."""
+    run = instance.create_run_for_job(job_def=stand_in, tags=request.tags)
+    compact_landing(layout, settle_seconds=60)
+    instance.report_run_failed(run)
+    return run
+
+
+def requests(instance, warehouse, cursor):
+    result, cursor = tick(instance, warehouse, cursor)
+    return result.run_requests or [], cursor
+
+
+@pytest.fixture
+def ephemeral():
+    instance = dg.DagsterInstance.ephemeral()
+    yield instance
+    instance.dispose()
+
+
+def start(instance, request, status=None):
+    """The run the daemon would create from ``request`` (queued, or already ended with ``status``)."""
+    return instance.create_run_for_job(job_def=stand_in, tags=request.tags, status=status)
+
+
+def test_a_run_that_failed_after_compacting_the_new_files_is_retried_once(ephemeral, layout, warehouse):
+    market = Marketplace()
+    _, cursor = tick(ephemeral, warehouse, None)
+    for _ in range(2):
+        write_part(layout, "usage", market.messages(1), landed_at=datetime.now(UTC), age_s=300)
+    [request], cursor = requests(ephemeral, warehouse, cursor)
+
+    failed = start(ephemeral, request)
+    compact_landing(layout, settle_seconds=60)  # the run's first step: the part files are gone
+    ephemeral.report_run_failed(failed)
+    assert not list(layout.landing.rglob("part-*.parquet"))
+
+    [retry], cursor = requests(ephemeral, warehouse, cursor)
+    assert retry.tags[WAREHOUSE_RUN_TAG] == "true"
+    assert retry.tags[RETRY_OF_TAG] == failed.run_id
+
+    result, cursor = tick(ephemeral, warehouse, cursor)
+    assert not result.run_requests  # one retry per failed run, even before the daemon starts it
+
+    retrying = start(ephemeral, retry)
+    result, cursor = tick(ephemeral, warehouse, cursor)
+    assert not result.run_requests  # never next to a queued or running warehouse run
+    ephemeral.report_run_failed(retrying)
+    [second], cursor = requests(ephemeral, warehouse, cursor)
+    assert second.tags[RETRY_OF_TAG] == retrying.run_id
+
+    start(ephemeral, second, status=dg.DagsterRunStatus.SUCCESS)
+    result, cursor = tick(ephemeral, warehouse, cursor)
+    assert not result.run_requests  # built: nothing left to retry
+
+
+def test_a_failure_that_repeats_is_retried_a_bounded_number_of_times(ephemeral, layout, warehouse):
+    market = Marketplace()
+    _, cursor = tick(ephemeral, warehouse, None)
+    write_part(layout, "usage", market.messages(1), landed_at=datetime.now(UTC))
+    [request], cursor = requests(ephemeral, warehouse, cursor)
+    start(ephemeral, request, status=dg.DagsterRunStatus.FAILURE)
+
+    for _ in range(MAX_RETRIES):
+        [request], cursor = requests(ephemeral, warehouse, cursor)
+        start(ephemeral, request, status=dg.DagsterRunStatus.FAILURE)
+    result, cursor = tick(ephemeral, warehouse, cursor)
+    assert not result.run_requests
+    assert result.skip_reason
+
+    write_part(layout, "usage", market.messages(1), landed_at=datetime.now(UTC))
+    [request], _ = requests(ephemeral, warehouse, cursor)  # newly landed rows: a run again
+    assert RETRY_OF_TAG not in request.tags
