@@ -15,6 +15,20 @@ from app.core.ids import uuid7
 from app.models import OutboxEvent
 
 
+def _transaction_time(db: AsyncSession) -> datetime:
+    """One clock reading per transaction: events committed together (a refund and its ledger
+    posting) carry the same ``occurred_at``, so no report puts them on different days."""
+    transaction = db.sync_session.get_transaction()
+    now = datetime.now(UTC)
+    if transaction is None:
+        return now
+    stamped = db.info.get("event_time")
+    if stamped is not None and stamped[0] is transaction:
+        return stamped[1]  # type: ignore[no-any-return]
+    db.info["event_time"] = (transaction, now)
+    return now
+
+
 async def record_event(
     db: AsyncSession,
     type: str,
@@ -28,7 +42,7 @@ async def record_event(
         event_id=uuid7(),
         type=type,
         schema_version=schema_version,
-        occurred_at=datetime.now(UTC),
+        occurred_at=_transaction_time(db),
         actor_id=actor_id,
         subject_id=str(subject_id) if subject_id is not None else None,
         payload=payload or {},

@@ -14,6 +14,7 @@ the caller, the widget domain, decides which client (and which pool) beacons tra
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Literal
+from uuid import UUID
 
 import redis.asyncio as aioredis
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -45,6 +46,15 @@ UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
+def _canonical_uuid(value: str) -> str:
+    # Widgets, projects and end users are rows with UUID keys: an id that is not one can only be
+    # a bug or a forgery, and would otherwise reach the marts and every report built on them.
+    return str(UUID(value))
+
+
+UuidText = Annotated[str, StringConstraints(max_length=64), AfterValidator(_canonical_uuid)]
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -57,9 +67,9 @@ class UsageBeacon(BaseModel):
     event_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")] = Field(
         description="Client-generated id, the deduplication key (a retried beacon keeps it)."
     )
-    widget_id: Identifier
-    project_id: Identifier
-    end_user_id: Identifier = Field(description="The widget's owner: the end user who bought the project.")
+    widget_id: UuidText
+    project_id: UuidText
+    end_user_id: UuidText = Field(description="The widget's owner: the end user who bought the project.")
     visitor_id: Identifier = Field(description="Anonymous visitor id the widget keeps in the browser.")
     session_id: Identifier | None = None
     customer_id: Identifier | None = Field(

@@ -173,11 +173,18 @@ def sweep_stale_temporaries(
 
 def _write_atomically(final: Path, write: Callable[[BinaryIO], object]) -> None:
     folder = final.parent
-    created = not folder.exists()
+    created = []
+    for ancestor in (folder, *folder.parents):
+        if ancestor.exists():
+            break
+        created.append(ancestor)
     folder.mkdir(parents=True, exist_ok=True)
-    if created:
-        # The new dt= folder's own entry must be durable too, or a crash could lose the folder.
-        _fsync_dir(folder.parent)
+    # A new folder's entry must be durable too, or a crash could lose the folder with the file
+    # in it: fsync the parent of every folder made here (a fresh warehouse makes landing/,
+    # landing/<stream>/ and dt=.../). The dt= folder's parent is always synced, because another
+    # writer may have created it a moment ago and not synced it yet.
+    for parent in {folder.parent, *(made.parent for made in created)}:
+        _fsync_dir(parent)
     temporary = final.with_name(final.name + TEMPORARY_SUFFIX)
     try:
         with open(temporary, "wb") as file:

@@ -25,7 +25,7 @@ from app.core.config import Settings
 from app.core.usage import USAGE_EVENT_TYPE, UsageBeacon
 from app.core.warehouse_layout import WarehouseLayout
 from app.models import OutboxEvent
-from app.worker.landing import land_frame, land_rows, usage_frame, write_rejected
+from app.worker.landing import land_frame, land_rows, sweep_stale_temporaries, usage_frame, write_rejected
 
 logger = logging.getLogger("bazaar.relay")
 
@@ -120,6 +120,8 @@ async def run_relay(
     """Relay until ``stop`` is set; a batch under way is finished first."""
     layout = WarehouseLayout(settings.warehouse_dir)
     logger.info("outbox relay starting")
+    # Embedded mode runs no stream consumer: the relay clears what killed writers left behind.
+    await asyncio.to_thread(sweep_stale_temporaries, layout)
     while not stop.is_set():
         try:
             relayed = await relay_batch(sessions, layout, settings.landing_batch_size)

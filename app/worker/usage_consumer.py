@@ -57,6 +57,15 @@ def consumer_redis(settings: Settings) -> aioredis.Redis:
     )
 
 
+_DELETE_IF_NOTHING_PENDING = """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #pending == 0 then
+    return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+end
+return -1
+"""
+
+
 @dataclass
 class ConsumerStats:
     landed: int = 0
@@ -214,7 +223,9 @@ class UsageConsumer:
                 and consumer["pending"] == 0
                 and consumer["idle"] > _FORGET_CONSUMER_AFTER_SECONDS * 1000
             ):
-                await self.redis.xgroup_delconsumer(self.stream, GROUP, name)
+                # Checked again inside Redis: a consumer that read a batch since XINFO keeps its
+                # pending entries (deleting it would orphan them beyond XAUTOCLAIM's reach).
+                await self.redis.eval(_DELETE_IF_NOTHING_PENDING, 1, self.stream, GROUP, name)
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

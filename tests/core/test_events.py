@@ -18,9 +18,13 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def all_events_since(seen: set[uuid.UUID]) -> list[OutboxEvent]:
-    """Events not in ``seen``, in the order they were recorded (microsecond ``occurred_at``)."""
+    """Events not in ``seen``, in the order they were recorded (``occurred_at``, then UUIDv7)."""
     async with sessionmaker()() as db:
-        rows = (await db.execute(select(OutboxEvent).order_by(OutboxEvent.occurred_at))).scalars().all()
+        rows = (
+            (await db.execute(select(OutboxEvent).order_by(OutboxEvent.occurred_at, OutboxEvent.event_id)))
+            .scalars()
+            .all()
+        )
     return [row for row in rows if row.event_id not in seen]
 
 
@@ -126,7 +130,11 @@ async def test_event_ids_are_uuid7_and_sort_by_creation_time(client):
         await login(client, user.email)
 
     async with sessionmaker()() as db:
-        rows = (await db.execute(select(OutboxEvent).order_by(OutboxEvent.occurred_at))).scalars().all()
+        rows = (
+            (await db.execute(select(OutboxEvent).order_by(OutboxEvent.occurred_at, OutboxEvent.event_id)))
+            .scalars()
+            .all()
+        )
 
     assert len(rows) == 4
     assert [row.event_id.version for row in rows] == [7, 7, 7, 7]
@@ -192,3 +200,28 @@ async def test_a_failed_commit_is_an_error_response_and_leaves_no_event(app, cli
             await db.execute(text("SELECT count(*) FROM users WHERE lower(email) = :e"), {"e": taken.email})
         ).scalar_one()
     assert twins == 1
+
+
+async def test_events_committed_together_share_one_time_and_the_next_transaction_gets_a_later_one(app):
+    async with sessionmaker()() as db:
+        await db.execute(text("SELECT 1"))
+        sale = await record_event(db, "test.sale", actor_id=None, subject_id="s")
+        posting = await record_event(db, "test.posting", actor_id=None, subject_id="s")
+        await db.commit()
+        await db.execute(text("SELECT 1"))
+        later = await record_event(db, "test.later", actor_id=None, subject_id="s")
+        await db.commit()
+
+    # A refund and its ledger posting must never fall on two sides of midnight in reports.
+    assert sale.occurred_at == posting.occurred_at
+    assert later.occurred_at > sale.occurred_at
+
+
+def test_ids_made_within_one_millisecond_still_sort_in_the_order_they_were_made():
+    from app.core.ids import uuid7
+
+    ids = [uuid7() for _ in range(20_000)]  # many per millisecond
+
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert {i.version for i in ids} == {7}

@@ -32,9 +32,9 @@ def produce(client: redis.Redis, stream: str, ids: list[str]) -> None:
         for event_id in ids[start : start + 1000]:
             beacon = {
                 "event_id": event_id,
-                "widget_id": "w-1",
-                "project_id": "p-1",
-                "end_user_id": "u-1",
+                "widget_id": "0b0e6f5e-6a1c-4c55-9d1e-0000000000a1",
+                "project_id": "0b0e6f5e-6a1c-4c55-9d1e-0000000000b1",
+                "end_user_id": "0b0e6f5e-6a1c-4c55-9d1e-0000000000c1",
                 "visitor_id": f"v-{event_id[-3:]}",
                 "kind": "message",
                 "count": 1,

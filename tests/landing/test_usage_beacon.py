@@ -22,6 +22,9 @@ from tests.landing.conftest import make_beacon
         {"latency_ms": -5},
         {"client_ts": datetime(2026, 3, 1, 12, 0)},
         {"widget_id": ""},
+        {"widget_id": "widget-1"},
+        {"project_id": "not-a-uuid"},
+        {"end_user_id": "0b0e6f5e-6a1c-4c55-9d1e"},
         {"unexpected": 1},
     ],
 )

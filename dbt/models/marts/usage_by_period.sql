@@ -12,6 +12,7 @@ with beacons as (
         kind,
         quantity,
         latency_ms,
+        received_at,
         received_day as day,
         {{ period_start('week', 'received_day') }} as week_start,
         {{ period_start('month', 'received_day') }} as month_start
@@ -27,9 +28,11 @@ grouped as (
         end as grain,
         coalesce(day, week_start, month_start) as period_start,
         widget_id,
-        -- A widget belongs to one project and one end user; any beacon tells which.
-        any_value(project_id) as project_id,
-        any_value(end_user_id) as end_user_id,
+        -- A widget belongs to one project and one end user. Beacons say which; should they ever
+        -- disagree, the earliest wins, so every build credits the same owner (the API lets
+        -- only admins read a widget whose rows name several owners).
+        arg_min(project_id, received_at) as project_id,
+        arg_min(end_user_id, received_at) as end_user_id,
         coalesce(sum(quantity) filter (where kind = 'impression'), 0) as impressions,
         coalesce(sum(quantity) filter (where kind = 'open'), 0) as opens,
         coalesce(sum(quantity) filter (where kind = 'message'), 0) as messages,

@@ -19,4 +19,8 @@ select
     {{ utc_day('received_at') }} as received_day,
     landed_at
 from landed
-qualify row_number() over (partition by event_id order by landed_at) = 1
+-- Copies of one beacon can differ (a client retry is stamped anew when accepted) and can share
+-- a file: the tie-break makes the surviving copy the same in every build, incremental or full.
+qualify row_number() over (
+    partition by event_id order by landed_at, received_at, kind, "count", visitor_id
+) = 1
