@@ -41,5 +41,12 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python bench/auth_me.py
 
+# The data platform's benchmarks (bench/README.md): 30 minutes or more on the 2-core machine.
+.PHONY: bench-data
+bench-data: $(STAMP)
+	$(VENV)/bin/python bench/pipeline.py --sizes 1M,10M
+	$(VENV)/bin/python bench/analytics.py
+	$(VENV)/bin/python bench/freshness.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,353 @@
+"""Analytics endpoints over a 10M-beacon warehouse at concurrency 16, against a no-op route.
+
+1. lands ``--beacons`` usage beacons and the marketplace's domain events into a temporary
+   warehouse and builds it once (``bench/pipeline.py``: ``build_warehouse(full_refresh=True)``),
+   or reuses a built one (``--warehouse-dir``);
+2. starts the real API twice on a fresh database ``bazaar_bench_analytics`` (migrated; a super
+   admin created with ``bazaar create-admin`` and a builder signed up), both with
+   ``WAREHOUSE_DIR`` pointing at that warehouse: one with the response cache off
+   (``ANALYTICS_CACHE_TTL_SECONDS=0``: every request queries DuckDB) and one with the default
+   cache (300 s, in Redis when it answers), plus ``bench/noop_app.py`` as the baseline;
+3. drives ``GET /api/analytics/platform?from=..&to=..`` and ``GET /api/analytics/usage?from=..&to=..``
+   as the admin on both APIs and ``GET /noop`` with ``wrk -c16`` (or, without wrk, 16
+   keep-alive connections on asyncio for the same number of seconds), in alternating rounds
+   (order rotated every round);
+4. prints p50/p99 and requests/s, and each route's throughput as a ratio to the no-op's median
+   (target >= 0.5), then stops everything, drops the database and the Redis keys and deletes
+   the warehouse it built.
+
+    .venv/bin/python bench/analytics.py                       # builds 10M first (minutes)
+    .venv/bin/python bench/analytics.py --beacons 1M          # quicker
+    .venv/bin/python bench/analytics.py --warehouse-dir /tmp/wh   # a built warehouse, kept
+"""
+
+import argparse
+import asyncio
+import json
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# Run as a script, bench/ is not a package: the project root on sys.path makes ``bench.*``.
+from app.core.warehouse_layout import WarehouseLayout  # noqa: E402
+from bench.auth_me import (  # noqa: E402
+    Measure,
+    Target,
+    client_cpu_seconds,
+    drive_wrk,
+    load_average,
+    machine_note,
+    percentile,
+    process_cpu_seconds,
+)
+from bench.pipeline import human, land_base, parse_size, timed_build  # noqa: E402
+from bench.servers import (  # noqa: E402
+    HOST,
+    Server,
+    api_env,
+    clean_redis,
+    create_database,
+    drop_database,
+    free_port,
+    reachable,
+    start,
+    stop,
+    wait_ready,
+)
+
+DATABASE = "bazaar_bench_analytics"
+REDIS_PREFIX = "bazaar-bench-analytics:"
+PASSWORD = "bench-password-" + secrets.token_hex(4)
+ADMIN_EMAIL = "admin@bench.example"
+TARGET_RATIO = 0.5
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--beacons", type=parse_size, default=10_000_000, help="beacons landed (default 10M)")
+    parser.add_argument("--purchases", type=int, default=3000, help="purchases landed (default 3000)")
+    parser.add_argument(
+        "--warehouse-dir", type=Path, help="use this built warehouse (serve/current) instead of building one"
+    )
+    parser.add_argument("--seconds", type=int, default=8, help="seconds per round (default 8)")
+    parser.add_argument("--concurrency", type=int, default=16, help="open connections (default 16)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per route (default 3)")
+    parser.add_argument("--client", choices=["auto", "wrk", "asyncio"], default="auto")
+    args = parser.parse_args()
+    if args.client == "wrk" and shutil.which("wrk") is None:
+        parser.error("wrk is not installed, or use --client asyncio")
+    if args.client == "auto":
+        args.client = "wrk" if shutil.which("wrk") else "asyncio"
+    return args
+
+
+async def drive_for(url: str, headers: dict[str, str], seconds: float, concurrency: int) -> Measure:
+    """``concurrency`` keep-alive connections sending GETs one after the other for ``seconds``
+    (auth_me.py's client counts requests; analytics answers are too slow for a fixed count)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or HOST, parts.port or 80
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    lines = [f"GET {target} HTTP/1.1", f"Host: {host}:{port}", *(f"{k}: {v}" for k, v in headers.items())]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def connection() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                writer.write(request)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=60)
+                length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                if length is None:
+                    raise RuntimeError(f"response without Content-Length: {head!r}")
+                await reader.readexactly(int(length.group(1)))
+                latencies.append(time.perf_counter() - started)
+                errors += head[9:12] != b"200"
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return Measure(
+        requests=len(latencies),
+        errors=errors,
+        seconds=elapsed,
+        rps=len(latencies) / elapsed,
+        p50_ms=percentile(latencies, 0.5) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
+    )
+
+
+def drive(args: argparse.Namespace, target: Target, *, warmup: bool = False) -> Measure:
+    seconds = 1 if warmup else args.seconds
+    server_before, client_before = process_cpu_seconds(target.pid), client_cpu_seconds()
+    if args.client == "wrk":
+        measure = drive_wrk(target.url, target.headers, seconds, args.concurrency)
+    else:
+        measure = asyncio.run(drive_for(target.url, target.headers, seconds, args.concurrency))
+    server_after = process_cpu_seconds(target.pid)
+    if server_before is not None and server_after is not None:
+        measure.server_cpu = (server_after - server_before) / measure.seconds
+    measure.client_cpu = (client_cpu_seconds() - client_before) / measure.seconds
+    return measure
+
+
+def build(args: argparse.Namespace, workdir: Path) -> Path:
+    root = workdir / "warehouse"
+    root.mkdir()
+    now = datetime.now(UTC).replace(microsecond=0)
+    started = time.perf_counter()
+    beacons, events = land_base(root, args.beacons, purchases=args.purchases, now=now)
+    print(f"landed {beacons:,} beacons and {events:,} domain events in {time.perf_counter() - started:.1f} s")
+    print("full build ...", flush=True)
+    result = timed_build(root, full_refresh=True, verbose=False)
+    print(f"built and published {result.version} in {result.seconds:.1f} s", flush=True)
+    return root
+
+
+def create_admin(env: dict[str, str]) -> None:
+    subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "bazaar"),
+            "create-admin",
+            "--email",
+            ADMIN_EMAIL,
+            "--password",
+            PASSWORD,
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+def log_in(api: str, email: str) -> str:
+    response = httpx.post(f"{api}/api/auth/login", json={"email": email, "password": PASSWORD}, timeout=30)
+    if response.status_code != 200:
+        raise RuntimeError(f"login of {email} failed: {response.status_code} {response.text}")
+    token: str = response.json()["accessToken"]
+    return token
+
+
+def sign_up_builder(api: str) -> None:
+    body = {
+        "email": "builder@bench.example",
+        "password": PASSWORD,
+        "name": "Bench Builder",
+        "persona": "builder",
+    }
+    response = httpx.post(f"{api}/api/users", json=body, timeout=30)
+    if response.status_code != 201:
+        raise RuntimeError(f"builder sign-up failed: {response.status_code} {response.text}")
+
+
+def main() -> int:
+    args = parse_args()
+    # A plain kill (SIGTERM) still runs the clean-up in the finally blocks.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if not reachable(5432):
+        print(f"Postgres does not answer on {HOST}:5432", file=sys.stderr)
+        return 2
+    use_redis = reachable(6379)
+    print(f"machine: {machine_note()}; {load_average()} before the run")
+    print(f"client: {args.client}, concurrency {args.concurrency}, {args.rounds} rounds per route")
+    workdir = Path(tempfile.mkdtemp(prefix="bazaar-bench-analytics-"))
+    servers: list[Server] = []
+    runs: dict[str, list[Measure]] = {}
+    try:
+        root = args.warehouse_dir.resolve() if args.warehouse_dir else build(args, workdir)
+        version = WarehouseLayout(root).current_version()
+        if version is None:
+            raise RuntimeError(f"{root} has no published version (serve/current)")
+        print(f"warehouse {root}, serving {version}; {load_average()}")
+
+        database_url = create_database(DATABASE)
+        if use_redis:
+            clean_redis(REDIS_PREFIX)
+        base_env = {**api_env(database_url, REDIS_PREFIX, use_redis=use_redis), "WAREHOUSE_DIR": str(root)}
+        create_admin(base_env)
+        bazaar = str(ROOT / ".venv" / "bin" / "bazaar")
+        ports = {"nocache": free_port(), "cache": free_port(), "noop": free_port()}
+        logs = workdir / "logs"
+        logs.mkdir()
+        for name, ttl in (("nocache", "0"), ("cache", "300")):
+            env = {**base_env, "ANALYTICS_CACHE_TTL_SECONDS": ttl}
+            servers.append(
+                start(name, [bazaar, "serve", "--port", str(ports[name]), "--workers", "1"], env, logs)
+            )
+        servers.append(
+            start(
+                "noop",
+                [
+                    str(ROOT / ".venv" / "bin" / "python"),
+                    "-m",
+                    "bench.noop_app",
+                    "--port",
+                    str(ports["noop"]),
+                ],
+                base_env,
+                logs,
+            )
+        )
+        urls = {name: f"http://{HOST}:{port}" for name, port in ports.items()}
+        wait_ready(servers[0], f"{urls['nocache']}/healthz")
+        wait_ready(servers[1], f"{urls['cache']}/healthz")
+        wait_ready(servers[2], f"{urls['noop']}/noop")
+        sign_up_builder(urls["nocache"])
+        token = log_in(urls["nocache"], ADMIN_EMAIL)  # both APIs share the database and JWT secret
+        auth = {"Authorization": f"Bearer {token}"}
+
+        today = datetime.now(UTC).date()
+        period = f"from={today - timedelta(days=29)}&to={today}"
+        pids = {server.name: server.process.pid for server in servers}
+        targets = {
+            "platform nocache": Target(
+                f"{urls['nocache']}/api/analytics/platform?{period}", auth, pids["nocache"]
+            ),
+            "usage nocache": Target(f"{urls['nocache']}/api/analytics/usage?{period}", auth, pids["nocache"]),
+            "platform cache": Target(f"{urls['cache']}/api/analytics/platform?{period}", auth, pids["cache"]),
+            "usage cache": Target(f"{urls['cache']}/api/analytics/usage?{period}", auth, pids["cache"]),
+            "noop": Target(f"{urls['noop']}/noop", {}, pids["noop"]),
+        }
+        for name, target in targets.items():
+            check = httpx.get(target.url, headers=target.headers, timeout=30)
+            if check.status_code != 200:
+                raise RuntimeError(f"{target.url} answered {check.status_code}: {check.text}")
+            body = check.json()
+            if name != "noop":
+                served = (body.get("warehouse") or {}).get("version")
+                if served != version:
+                    raise RuntimeError(f"{name} answered from warehouse {served!r}, expected {version}")
+            drive(args, target, warmup=True)
+        names = list(targets)
+        runs = {name: [] for name in names}
+        print(f"{load_average()} before the rounds")
+        for round_no in range(args.rounds):
+            shift = round_no % len(names)
+            for name in names[shift:] + names[:shift]:
+                measure = drive(args, targets[name])
+                if measure.errors:
+                    raise RuntimeError(f"{name}: {measure.errors} failed requests of {measure.requests}")
+                runs[name].append(measure)
+                print(
+                    f"round {round_no + 1} {name:<17} {measure.rps:>7.0f} req/s  "
+                    f"p50 {measure.p50_ms:7.2f} ms  p99 {measure.p99_ms:7.2f} ms  "
+                    f"({measure.requests} requests in {measure.seconds:.2f} s; "
+                    f"cpu server {measure.server_cpu:.2f} client {measure.client_cpu:.2f})",
+                    flush=True,
+                )
+        for server in servers:
+            if server.process.poll() is not None:
+                raise RuntimeError(f"{server.name} died during the run:\n{server.tail()}")
+    finally:
+        for server in servers:
+            stop(server)
+        drop_database(DATABASE)
+        if use_redis:
+            clean_redis(REDIS_PREFIX)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    noop_rps = statistics.median(m.rps for m in runs["noop"])
+    summary = {}
+    print()
+    print(f"{human(args.beacons)} beacons, concurrency {args.concurrency}, medians of {args.rounds} rounds")
+    for name, measures in runs.items():
+        rps = statistics.median(m.rps for m in measures)
+        p50 = statistics.median(m.p50_ms for m in measures)
+        p99 = statistics.median(m.p99_ms for m in measures)
+        ratio = rps / noop_rps
+        summary[name] = {"rps": rps, "p50_ms": p50, "p99_ms": p99, "ratio": ratio}
+        verdict = "" if name == "noop" else ("  meets 0.5" if ratio >= TARGET_RATIO else "  BELOW 0.5")
+        print(
+            f"{name:<17} {rps:>7.0f} req/s  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  ratio {ratio:5.2f}{verdict}"
+        )
+    print(f"{load_average()} after the run")
+
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (out / f"analytics-{stamp}.json").write_text(
+        json.dumps(
+            {
+                "at": stamp,
+                "machine": machine_note(),
+                "load_average_after": load_average(),
+                "beacons": args.beacons,
+                "client": args.client,
+                "concurrency": args.concurrency,
+                "redis": use_redis,
+                "summary": summary,
+                "runs": {name: [asdict(m) for m in measures] for name, measures in runs.items()},
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
