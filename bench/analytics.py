@@ -24,7 +24,6 @@
 import argparse
 import asyncio
 import json
-import re
 import secrets
 import shutil
 import signal
@@ -36,7 +35,6 @@ import time
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -49,10 +47,10 @@ from bench.auth_me import (  # noqa: E402
     Measure,
     Target,
     client_cpu_seconds,
+    drive_asyncio,
     drive_wrk,
     load_average,
     machine_note,
-    percentile,
     process_cpu_seconds,
 )
 from bench.pipeline import human, land_base, parse_size, timed_build  # noqa: E402
@@ -98,56 +96,14 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-async def drive_for(url: str, headers: dict[str, str], seconds: float, concurrency: int) -> Measure:
-    """``concurrency`` keep-alive connections sending GETs one after the other for ``seconds``
-    (auth_me.py's client counts requests; analytics answers are too slow for a fixed count)."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or HOST, parts.port or 80
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    lines = [f"GET {target} HTTP/1.1", f"Host: {host}:{port}", *(f"{k}: {v}" for k, v in headers.items())]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.perf_counter() + seconds
-
-    async def connection() -> None:
-        nonlocal errors
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                writer.write(request)
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=60)
-                length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-                if length is None:
-                    raise RuntimeError(f"response without Content-Length: {head!r}")
-                await reader.readexactly(int(length.group(1)))
-                latencies.append(time.perf_counter() - started)
-                errors += head[9:12] != b"200"
-        finally:
-            writer.close()
-            await writer.wait_closed()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(connection() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    return Measure(
-        requests=len(latencies),
-        errors=errors,
-        seconds=elapsed,
-        rps=len(latencies) / elapsed,
-        p50_ms=percentile(latencies, 0.5) * 1000,
-        p99_ms=percentile(latencies, 0.99) * 1000,
-    )
-
-
 def drive(args: argparse.Namespace, target: Target, *, warmup: bool = False) -> Measure:
     seconds = 1 if warmup else args.seconds
     server_before, client_before = process_cpu_seconds(target.pid), client_cpu_seconds()
     if args.client == "wrk":
         measure = drive_wrk(target.url, target.headers, seconds, args.concurrency)
     else:
-        measure = asyncio.run(drive_for(target.url, target.headers, seconds, args.concurrency))
+        client = drive_asyncio(target.url, target.headers, None, args.concurrency, seconds=seconds)
+        measure = asyncio.run(client)
     server_after = process_cpu_seconds(target.pid)
     if server_before is not None and server_after is not None:
         measure.server_cpu = (server_after - server_before) / measure.seconds

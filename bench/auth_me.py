@@ -155,27 +155,40 @@ def sign_up_and_log_in(api: str, logins: int, concurrent: int) -> tuple[str, dic
     return token, login_stats
 
 
-async def drive_asyncio(url: str, headers: dict[str, str], requests: int, concurrency: int) -> Measure:
-    """``concurrency`` keep-alive connections sending GETs one after the other, ``requests`` in all.
+async def drive_asyncio(
+    url: str, headers: dict[str, str], requests: int | None, concurrency: int, *, seconds: float | None = None
+) -> Measure:
+    """``concurrency`` keep-alive connections sending GETs one after the other: ``requests`` in
+    all, or for ``seconds`` when ``requests`` is ``None`` (answers too slow for a fixed count).
 
-    Bare HTTP/1.1 on asyncio streams: the responses of both servers carry a Content-Length."""
+    Bare HTTP/1.1 on asyncio streams: the responses of the servers measured carry a Content-Length."""
+    if (requests is None) == (seconds is None):
+        raise ValueError("give either requests or seconds")
     parts = urlsplit(url)
     host, port = parts.hostname or HOST, parts.port or 80
-    lines = [f"GET {parts.path} HTTP/1.1", f"Host: {host}:{port}", *(f"{k}: {v}" for k, v in headers.items())]
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", *(f"{k}: {v}" for k, v in headers.items())]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode()
     latencies: list[float] = []
     errors = 0
     remaining = requests
+    deadline = time.perf_counter() + (seconds or 0.0)
+
+    def more() -> bool:
+        nonlocal remaining
+        if remaining is None:
+            return time.perf_counter() < deadline
+        remaining -= 1
+        return remaining >= 0
 
     async def connection() -> None:
-        nonlocal remaining, errors
+        nonlocal errors
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            while remaining > 0:
-                remaining -= 1
+            while more():
                 started = time.perf_counter()
                 writer.write(request)
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=30)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=60)
                 length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
                 if length is None:
                     raise RuntimeError(f"response without Content-Length: {head!r}")
@@ -188,12 +201,12 @@ async def drive_asyncio(url: str, headers: dict[str, str], requests: int, concur
 
     started = time.perf_counter()
     await asyncio.gather(*(connection() for _ in range(concurrency)))
-    seconds = time.perf_counter() - started
+    elapsed = time.perf_counter() - started
     return Measure(
-        requests=requests,
+        requests=len(latencies),
         errors=errors,
-        seconds=seconds,
-        rps=requests / seconds,
+        seconds=elapsed,
+        rps=len(latencies) / elapsed,
         p50_ms=percentile(latencies, 0.5) * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
     )
