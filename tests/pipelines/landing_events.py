@@ -9,35 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from app.core.warehouse_layout import WarehouseLayout
-
-UTC_US = pl.Datetime("us", "UTC")
-
-EVENT_SCHEMA = {
-    "event_id": pl.String,
-    "type": pl.String,
-    "schema_version": pl.Int16,
-    "occurred_at": UTC_US,
-    "actor_id": pl.String,
-    "subject_id": pl.String,
-    "payload": pl.String,
-    "landed_at": UTC_US,
-}
-
-USAGE_SCHEMA = {
-    "event_id": pl.String,
-    "widget_id": pl.String,
-    "project_id": pl.String,
-    "end_user_id": pl.String,
-    "visitor_id": pl.String,
-    "session_id": pl.String,
-    "customer_id": pl.String,
-    "kind": pl.String,
-    "count": pl.Int64,
-    "latency_ms": pl.Int32,
-    "client_ts": UTC_US,
-    "received_at": UTC_US,
-    "landed_at": UTC_US,
-}
+from app.worker.landing import SCHEMAS
 
 
 def write_part(
@@ -49,7 +21,7 @@ def write_part(
     age_s: float = 0,
 ) -> Path:
     """One ``part-*.parquet`` in the ``dt=`` partition of ``landed_at``; ``age_s`` back-dates its mtime."""
-    schema = EVENT_SCHEMA if stream == "events" else USAGE_SCHEMA
+    schema = SCHEMAS[stream]
     frame = pl.DataFrame([{**row, "landed_at": landed_at} for row in rows], schema=schema)
     folder = layout.landing_stream(stream) / f"dt={landed_at.date().isoformat()}"
     folder.mkdir(parents=True, exist_ok=True)

@@ -14,32 +14,7 @@ from typing import Any
 
 import polars as pl
 
-EVENT_SCHEMA = {
-    "event_id": pl.String,
-    "type": pl.String,
-    "schema_version": pl.Int16,
-    "occurred_at": pl.Datetime("us", "UTC"),
-    "actor_id": pl.String,
-    "subject_id": pl.String,
-    "payload": pl.String,
-    "landed_at": pl.Datetime("us", "UTC"),
-}
-
-USAGE_SCHEMA = {
-    "event_id": pl.String,
-    "widget_id": pl.String,
-    "project_id": pl.String,
-    "end_user_id": pl.String,
-    "visitor_id": pl.String,
-    "session_id": pl.String,
-    "customer_id": pl.String,
-    "kind": pl.String,
-    "count": pl.Int64,
-    "latency_ms": pl.Int32,
-    "client_ts": pl.Datetime("us", "UTC"),
-    "received_at": pl.Datetime("us", "UTC"),
-    "landed_at": pl.Datetime("us", "UTC"),
-}
+from app.worker.landing import SCHEMAS
 
 
 def uid(name: str) -> str:
@@ -53,7 +28,7 @@ def at(text: str) -> datetime:
 
 def write_landing_file(root: Path, stream: str, landed_at: datetime, rows: list[dict[str, Any]]) -> Path:
     """One landed file, as the worker writes it: `landing/<stream>/dt=<landing date>/part-*.parquet`."""
-    schema = EVENT_SCHEMA if stream == "events" else USAGE_SCHEMA
+    schema = SCHEMAS[stream]
     folder = root / "landing" / stream / f"dt={landed_at.date().isoformat()}"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"part-{landed_at.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}.parquet"
