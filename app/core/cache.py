@@ -182,8 +182,11 @@ def build_cache(settings: Settings) -> Cache:
     # A blocking pool: under a burst of concurrent requests (more than max_connections cache
     # misses at once) a request waits for a connection; the default pool raises at once instead
     # (redis.exceptions.MaxConnectionsError), which answered 500 (found by bench/purchases.py).
+    # The connect timeout is measured on the event loop: a burst of new connections on a busy
+    # loop (two CPUs shared with a dbt build) took longer than 2 s to be accepted and answered
+    # 500s, while a Redis that is down refuses at once whatever the timeout.
     pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=100, timeout=2, socket_timeout=2, socket_connect_timeout=2
+        settings.redis_url, max_connections=100, timeout=5, socket_timeout=2, socket_connect_timeout=5
     )
     client = aioredis.Redis.from_pool(pool)
     subscriber = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
