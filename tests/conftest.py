@@ -104,6 +104,8 @@ def build_settings(
         "jwt_secret": "test-secret-0123456789-abcdefghijklmnop",
         "var_dir": var_dir,
         "warehouse_dir": var_dir.parent / "warehouse",
+        "files_dir": var_dir / "files",
+        "encryption_key": "kTq0pVYQ7c5Wm2r0bC7fJYqT3V0p0m1c3oQm2Q9wz0s=",
         "log_json": True,
         "log_level": "WARNING",
         "database_pool_size": 5,

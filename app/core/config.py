@@ -148,6 +148,60 @@ class Settings(BaseSettings):
         300, ge=0, description="Analytics responses are cached this long (keys include the mart version)."
     )
     dagster_port: int = Field(3000, description="Port of the Dagster UI started by `bazaar dev`.")
+    encryption_key: SecretStr | None = Field(
+        None,
+        description="Fernet key encrypting secrets at rest (MCP headers and variables, LLM API keys). "
+        "Unset: a key is generated once and kept in `var/encryption-key` (refused in production).",
+    )
+    file_storage: Literal["local", "s3"] = Field(
+        "local", description="Where uploaded knowledge files go: `local` (under `FILES_DIR`) or `s3`."
+    )
+    files_dir: Path = Field(Path("var/files"), description="Folder of the `local` file storage.")
+    s3_bucket: str | None = Field(None, description="Bucket of the `s3` file storage.")
+    s3_endpoint_url: str | None = Field(
+        None, description="Endpoint of an S3-compatible store (MinIO, R2...). Unset: AWS."
+    )
+    s3_region: str = Field("us-east-1", description="Region of the `s3` file storage.")
+    s3_access_key_id: str | None = Field(None, description="Access key of the `s3` file storage.")
+    s3_secret_access_key: SecretStr | None = Field(None, description="Secret key of the `s3` file storage.")
+    file_max_bytes: int = Field(
+        20 * 1024 * 1024,
+        ge=1024,
+        description="Largest knowledge file accepted when the uploader's plan sets no `maxFileBytes`.",
+    )
+    chunk_chars: int = Field(1200, ge=200, description="Target size of a knowledge chunk, in characters.")
+    chunk_overlap_chars: int = Field(200, ge=0, description="Characters shared by consecutive chunks.")
+    retrieval_top_k: int = Field(4, ge=1, le=50, description="Knowledge chunks put into a chat prompt.")
+    llm_timeout_seconds: float = Field(
+        60.0, gt=0, description="Longest wait for an LLM provider's next byte before the call fails."
+    )
+    llm_max_retries: int = Field(
+        2, ge=0, description="Retries (with exponential backoff) when a provider answers 429 or 5xx."
+    )
+    chat_max_tool_steps: int = Field(
+        5, ge=0, le=50, description="Most LLM-tool round trips one chat answer may take."
+    )
+    chat_history_messages: int = Field(
+        20, ge=0, description="Earlier messages of a conversation sent to the LLM with a new one."
+    )
+    mcp_call_timeout_seconds: float = Field(
+        20.0, gt=0, description="Longest an MCP server may take to connect or answer one tool call."
+    )
+    mcp_result_max_chars: int = Field(
+        8000, ge=100, description="A tool result longer than this is cut before it reaches the LLM."
+    )
+    mcp_stdio_allowed_commands: list[str] = Field(
+        default_factory=list,
+        description="Commands a stdio MCP client may run (JSON list of executable names or paths). "
+        "Empty: stdio clients are refused.",
+    )
+    mcp_allow_private_networks: bool = Field(
+        False,
+        description="Let remote MCP clients reach loopback and private addresses (off: SSRF protection).",
+    )
+    mcp_health_check_cron: str = Field(
+        "*/5 * * * *", description="When the worker checks every active MCP client (cron)."
+    )
     seed_demo_on_empty: bool = Field(
         True, description="`bazaar dev` loads demo data when the database has no users."
     )
@@ -163,6 +217,20 @@ class Settings(BaseSettings):
             path.write_text(secrets.token_urlsafe(48))
             path.chmod(0o600)
         return path.read_text().strip()
+
+    def encryption_key_value(self) -> bytes:
+        if self.encryption_key is not None:
+            return self.encryption_key.get_secret_value().encode()
+        if self.environment == "production":
+            raise RuntimeError("ENCRYPTION_KEY must be set in production")
+        path = self.var_dir / "encryption-key"
+        if not path.exists():
+            from cryptography.fernet import Fernet
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(Fernet.generate_key())
+            path.chmod(0o600)
+        return path.read_bytes().strip()
 
 
 @lru_cache

@@ -1,0 +1,21 @@
+"""LLM providers, models and project chats
+
+Revision ID: a1f0c0de0003
+Revises: a1f0c0de0002
+Create Date: 2026-11-26 03:02:00+00:00
+"""
+
+from collections.abc import Sequence
+
+revision: str = 'a1f0c0de0003'
+down_revision: str | None = 'a1f0c0de0002'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
