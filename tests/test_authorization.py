@@ -145,12 +145,22 @@ async def test_persona_gets_the_status_the_matrix_promises(
 
 # Domains whose resources need a richer world (a published listing, a purchase...) keep their
 # own matrix next to their tests, which checks its own route coverage.
-OWN_MATRIX = ("/api/marketplace", "/api/revenue", "/api/billing", "/api/payments", "/api/analytics")
+OWN_MATRIX = (
+    "/api/marketplace",
+    "/api/revenue",
+    "/api/billing",
+    "/api/payments",
+    "/api/analytics",
+    "/api/files",
+    "/api/mcp-clients",
+    "/api/llm",
+)
 
 
 def _own_matrix(path: str) -> bool:
     # Analytics of a user, project or widget need a published warehouse: tests/analytics' matrix.
-    return path.startswith(OWN_MATRIX) or path.endswith("/analytics")
+    # Project chats: tests/chat's matrix.
+    return path.startswith(OWN_MATRIX) or path.endswith("/analytics") or "/chat" in path
 
 
 def test_matrix_covers_every_route_of_the_app(app: FastAPI) -> None:
