@@ -26,7 +26,7 @@ run: $(STAMP)
 	$(VENV)/bin/bazaar dev
 
 test: $(STAMP)
-	$(VENV)/bin/pytest -n 2
+	$(VENV)/bin/pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app pipelines tests migrations bench scripts

@@ -203,3 +203,29 @@ def make_settings(settings: Settings) -> Callable[..., Settings]:
         return settings.model_copy(update=changes)
 
     return make
+
+
+# --- scheduling over xdist workers ----------------------------------------------------------------
+# A few tests run the real dbt project, a Dagster code location or `bazaar dev`: minutes each on
+# the 2-core machine. They are handed out first so they spread over the workers instead of
+# meeting at the end, and the tests sharing the session-built story warehouse stay on one worker
+# (each worker would otherwise build it again). `make test` runs `--dist loadgroup`.
+SLOW_FIRST = (
+    "tests/pipelines/test_warehouse_build.py",
+    "tests/e2e/test_make_run.py",
+    "tests/e2e/test_analytics_journey.py",
+    "tests/warehouse/",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+
+    def rank(item: pytest.Item) -> int:
+        path = Path(str(item.path)).relative_to(root).as_posix()
+        return next((i for i, prefix in enumerate(SLOW_FIRST) if path.startswith(prefix)), len(SLOW_FIRST))
+
+    for item in items:
+        if "story_warehouse" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("story_warehouse"))
+    items.sort(key=rank)
