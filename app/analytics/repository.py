@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -64,6 +65,10 @@ MONEY_SUMS = (
 )
 ACTIVITY_SUMS = ("signups", "builder_signups", "end_user_signups", "purchases", "refunds", "listing_views")
 BOARDS = ("builders_by_revenue", "projects_by_purchases", "projects_by_usage", "widgets_by_usage")
+# The marts of `chat.message`; a version published before they existed has neither.
+LLM_MARTS = ("llm_usage_daily", "fct_chat_messages")
+LLM_COUNTS = ("answers", "input_tokens", "output_tokens", "unpriced_answers", "tool_calls")
+LLM_TIMINGS = ("latency_p50_ms", "latency_p95_ms", "first_token_p50_ms", "first_token_p95_ms")
 
 
 def _sums(columns: Sequence[str]) -> str:
@@ -80,7 +85,7 @@ def _where(filters: Filters) -> tuple[str, list[Any]]:
     return sql, params
 
 
-def _record(columns: Sequence[str], row: Row | None) -> dict[str, int]:
+def _record(columns: Sequence[str], row: Sequence[Any] | None) -> dict[str, int]:
     if row is None:
         return dict.fromkeys(columns, 0)
     return {c: int(v or 0) for c, v in zip(columns, row, strict=True)}
@@ -95,6 +100,40 @@ def uuid_or_none(value: Any) -> UUID | None:
     except ValueError:
         logger.debug("not a UUID in the marts: %r", value)
         return None
+
+
+def _llm_sums() -> str:
+    """SQL: the additive LLM columns of ``llm_usage_daily`` summed (the cost stays DECIMAL)."""
+    counts = ", ".join(f"coalesce(sum({c}), 0) AS {c}" for c in LLM_COUNTS)
+    return f"{counts}, coalesce(sum(cost_usd), 0) AS cost_usd"
+
+
+# Conversations and latency percentiles over a range, from one row per answer: neither adds up
+# across days. Percentiles are interpolated and rounded to the millisecond.
+_LLM_TIMING_SQL = (
+    "count(DISTINCT chat_id) AS conversations, "
+    "CAST(round(quantile_cont(latency_ms, 0.5)) AS BIGINT) AS latency_p50_ms, "
+    "CAST(round(quantile_cont(latency_ms, 0.95)) AS BIGINT) AS latency_p95_ms, "
+    "CAST(round(quantile_cont(first_token_ms, 0.5)) AS BIGINT) AS first_token_p50_ms, "
+    "CAST(round(quantile_cont(first_token_ms, 0.95)) AS BIGINT) AS first_token_p95_ms"
+)
+
+
+def _llm_record(row: Sequence[Any]) -> dict[str, Any]:
+    """LLM numbers from ``(counts..., cost, conversations, timings...)``: counts as ints, the cost
+    as an exact Decimal, timings None when nothing was measured."""
+    counts = _record(LLM_COUNTS, row[: len(LLM_COUNTS)])
+    cost, conversations = row[len(LLM_COUNTS)], row[len(LLM_COUNTS) + 1]
+    timings = row[len(LLM_COUNTS) + 2 :]
+    return {
+        **counts,
+        "cost_usd": Decimal(cost or 0),
+        "conversations": int(conversations or 0),
+        **{
+            name: None if value is None else int(value)
+            for name, value in zip(LLM_TIMINGS, timings, strict=True)
+        },
+    }
 
 
 def _is_uuid(column: str) -> str:
@@ -288,6 +327,81 @@ class MartsRepository:
         named = [{r[i] for r in rows if r[i] is not None} for i in range(3)]
         p, b, e = (uuid_or_none(next(iter(ids))) if len(ids) == 1 else None for ids in named)
         return WidgetOwners(p, b, e, ambiguous=any(len(ids) > 1 for ids in named))
+
+    # --- LLM answers (chat.message) ---------------------------------------------------------
+
+    def has_llm_marts(self, cur: Cursor) -> bool:
+        """Whether this version has the LLM marts (one published before them has not)."""
+        row = cur.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'marts' AND table_name IN (?, ?)",
+            list(LLM_MARTS),
+        ).fetchone()
+        return bool(row and row[0] == len(LLM_MARTS))
+
+    def llm_totals(self, cur: Cursor, q: ReportQuery, filters: Filters) -> dict[str, Any]:
+        """Answers, tokens, cost and tool calls summed from the daily rows, split by channel;
+        conversations and latency percentiles over the range from the answers themselves."""
+        where, params = _where(filters)
+        row = cur.execute(
+            f"WITH sums AS (SELECT {_llm_sums()}, "
+            "coalesce(sum(answers) FILTER (WHERE channel = 'studio'), 0) AS studio_answers, "
+            "coalesce(sum(answers) FILTER (WHERE channel = 'widget'), 0) AS widget_answers "
+            f"FROM marts.llm_usage_daily WHERE day BETWEEN ? AND ?{where}), "
+            f"timing AS (SELECT {_LLM_TIMING_SQL} FROM marts.fct_chat_messages "
+            f"WHERE day BETWEEN ? AND ?{where}) "
+            f"SELECT {', '.join(LLM_COUNTS)}, cost_usd, conversations, {', '.join(LLM_TIMINGS)}, "
+            "studio_answers, widget_answers FROM sums CROSS JOIN timing",
+            [q.start, q.end, *params, q.start, q.end, *params],
+        ).fetchone()
+        if row is None:
+            return {}
+        return {
+            **_llm_record(row[:-2]),
+            "studio_answers": int(row[-2] or 0),
+            "widget_answers": int(row[-1] or 0),
+        }
+
+    def llm_by_model(self, cur: Cursor, q: ReportQuery, filters: Filters) -> list[dict[str, Any]]:
+        """Per provider, model and channel, most answers first (``q.limit`` of them)."""
+        where, params = _where(filters)
+        keys = "provider, model, channel"
+        rows = cur.execute(
+            f"WITH sums AS (SELECT {keys}, {_llm_sums()} FROM marts.llm_usage_daily "
+            f"WHERE day BETWEEN ? AND ?{where} GROUP BY {keys}), "
+            f"timing AS (SELECT {keys}, {_LLM_TIMING_SQL} FROM marts.fct_chat_messages "
+            f"WHERE day BETWEEN ? AND ?{where} GROUP BY {keys}) "
+            f"SELECT s.provider, s.model, s.channel, {', '.join(f's.{c}' for c in LLM_COUNTS)}, s.cost_usd, "
+            f"t.conversations, {', '.join(f't.{c}' for c in LLM_TIMINGS)} "
+            "FROM sums s LEFT JOIN timing t "
+            "ON s.provider = t.provider AND s.model = t.model AND s.channel = t.channel "
+            "ORDER BY s.answers DESC, s.output_tokens DESC, s.provider, s.model, s.channel LIMIT ?",
+            [q.start, q.end, *params, q.start, q.end, *params, q.limit],
+        ).fetchall()
+        return [
+            {"provider": str(r[0]), "model": str(r[1]), "channel": str(r[2]), **_llm_record(r[3:])}
+            for r in rows
+        ]
+
+    def llm_series(self, cur: Cursor, q: ReportQuery, filters: Filters) -> list[dict[str, Any]]:
+        """Additive LLM numbers per period (only the period's days inside the range)."""
+        where, params = _where(filters)
+        rows = cur.execute(
+            f"SELECT date_trunc(?, day)::DATE AS period, {_llm_sums()}, "
+            "coalesce(sum(answers) FILTER (WHERE channel = 'studio'), 0), "
+            "coalesce(sum(answers) FILTER (WHERE channel = 'widget'), 0) "
+            f"FROM marts.llm_usage_daily WHERE day BETWEEN ? AND ?{where} GROUP BY period ORDER BY period",
+            [q.granularity, q.start, q.end, *params],
+        ).fetchall()
+        return [
+            {
+                "period_start": r[0],
+                **_record(LLM_COUNTS, r[1 : 1 + len(LLM_COUNTS)]),
+                "cost_usd": Decimal(r[1 + len(LLM_COUNTS)] or 0),
+                "studio_answers": int(r[-2] or 0),
+                "widget_answers": int(r[-1] or 0),
+            }
+            for r in rows
+        ]
 
     # --- platform --------------------------------------------------------------------------
 

@@ -34,8 +34,9 @@ PlatformAdmin = Annotated[Principal, Depends(require_permission(Perm.PLATFORM_AD
 async def platform_analytics(db: DB, _: PlatformAdmin, q: PlatformReport) -> PlatformAnalytics:
     """Administrators: GMV, net revenue, fees, signups, purchases, active builders and end users,
     conversion, a series per `granularity`, and leaderboards (top builders by revenue, projects
-    by purchases and by usage, widgets by usage) for `leaderboard` = day/week/month/all_time.
-    The answer names the warehouse version it reflects."""
+    by purchases and by usage, widgets by usage) for `leaderboard` = day/week/month/all_time,
+    and LLM tokens, cost (USD) and latency by model. The answer names the warehouse version it
+    reflects."""
     return await analytics_service.platform(runtime(), db, q)
 
 
@@ -43,7 +44,8 @@ async def platform_analytics(db: DB, _: PlatformAdmin, q: PlatformReport) -> Pla
 @router.get("/api/users/{user_id}/analytics", response_model=UserAnalytics, responses=errors(401, 404))
 async def user_analytics(user_id: UUID, db: DB, principal: CurrentPrincipal, q: Report) -> UserAnalytics:
     """A user's analytics: yourself, or anyone for administrators (404 otherwise). Builders get
-    sales, revenue, payouts, usage of their projects and their customers; end users get usage per
+    sales, revenue, payouts, usage of their projects, their customers and the LLM answers of
+    their projects (tokens, cost, studio test chats included); end users get usage per
     widget, spend and the messages left in this month's plan quota. The answer names the
     warehouse version it reflects."""
     return await analytics_service.user(runtime(), db, principal, user_id, q)
@@ -58,8 +60,10 @@ async def user_analytics(user_id: UUID, db: DB, principal: CurrentPrincipal, q: 
 async def project_analytics(
     project_id: UUID, db: DB, principal: CurrentPrincipal, q: Report
 ) -> ProjectAnalytics:
-    """A project's sales, revenue and usage per widget: its owner or an administrator (404
-    otherwise, like a missing project). The answer names the warehouse version it reflects."""
+    """A project's sales, revenue, usage per widget and LLM answers (tokens, cost in USD,
+    answers per model and channel, latency p50/p95; builder studio test chats included): its
+    owner or an administrator (404 otherwise, like a missing project). The answer names the
+    warehouse version it reflects."""
     return await analytics_service.project(runtime(), db, principal, project_id, q)
 
 

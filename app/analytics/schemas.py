@@ -2,15 +2,25 @@
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Literal
+from decimal import Decimal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import Field, PlainSerializer
 
 from app.core.schemas import Schema
 
 Granularity = Literal["day", "week", "month"]
 LeaderboardGrain = Literal["day", "week", "month", "all_time"]
+
+
+def _decimal_text(amount: Decimal) -> str:
+    """Exact and without padding: ``0.004500000000`` -> ``"0.0045"``, ``0E-12`` -> ``"0"``."""
+    return format(amount.normalize(), "f")
+
+
+# US dollars as an exact decimal string on the wire (`chat.message` costs are fractions of a cent).
+Usd = Annotated[Decimal, PlainSerializer(_decimal_text, return_type=str, when_used="json")]
 
 
 class WarehouseVersion(Schema):
@@ -92,6 +102,66 @@ class WidgetUsage(UsageTotals):
     end_user_id: UUID | None = Field(description="Null when the marts hold no (valid) end user id")
 
 
+# --- LLM answers (chat.message) ------------------------------------------------------------------
+
+
+class LlmUsage(Schema):
+    """What a project's LLM answered: counted by the server, the truth for tokens and cost
+    (widget beacons' `messages` and `tokens` are the client's view of widget chats)."""
+
+    answers: int = Field(0, description="Assistant answers, builder studio and widgets")
+    conversations: int = Field(0, description="Distinct chats answered in the range")
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Usd = Field(
+        Decimal(0),
+        description="US dollars (a decimal string) of the answers whose model has a price; "
+        "`unpricedAnswers` are not in it",
+    )
+    unpriced_answers: int = Field(0, description="Answers whose model had no configured price")
+    tool_calls: int = 0
+    latency_p50_ms: int | None = Field(None, description="Median time to the complete answer")
+    latency_p95_ms: int | None = None
+    first_token_p50_ms: int | None = Field(
+        None, description="Median time to the first streamed token; null when nothing was streamed"
+    )
+    first_token_p95_ms: int | None = None
+
+
+class LlmTotals(LlmUsage):
+    studio_answers: int = Field(0, description="Answers in the builder studio (builder test chats)")
+    widget_answers: int = Field(0, description="Answers to widget visitors")
+
+
+class LlmModelUsage(LlmUsage):
+    provider: str
+    model: str
+    channel: str = Field(description="`studio` (builder test chats) or `widget`")
+
+
+class LlmPoint(Schema):
+    period_start: date
+    answers: int = 0
+    studio_answers: int = 0
+    widget_answers: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Usd = Decimal(0)
+    unpriced_answers: int = 0
+    tool_calls: int = 0
+
+
+class LlmSection(Schema):
+    """Tokens, cost, answers and latency of LLM answers over the range (cost in USD whatever
+    `currency` says)."""
+
+    totals: LlmTotals = Field(default_factory=LlmTotals)
+    by_model: list[LlmModelUsage] = Field(
+        default_factory=list, description="Per provider, model and channel, most answers first"
+    )
+    series: list[LlmPoint] = Field(default_factory=list)
+
+
 # --- platform ----------------------------------------------------------------------------------
 
 
@@ -147,6 +217,9 @@ class PlatformAnalytics(Report):
     kpis: PlatformKpis
     series: list[PlatformPoint]
     leaderboards: Leaderboards
+    llm: LlmSection = Field(
+        default_factory=LlmSection, description="Platform-wide LLM tokens, cost and latency by model"
+    )
 
 
 # --- one user ----------------------------------------------------------------------------------
@@ -166,6 +239,9 @@ class BuilderSection(Schema):
     series: list[RevenuePoint]
     projects: list[ProjectRevenue]
     customers: list[Customer] = Field(description="End users of the builder's projects, by messages")
+    llm: LlmTotals = Field(
+        default_factory=LlmTotals, description="LLM answers of the builder's projects, test chats included"
+    )
 
 
 class SpendTotals(Schema):
@@ -208,6 +284,10 @@ class ProjectAnalytics(Report):
     revenue_series: list[RevenuePoint]
     usage_series: list[UsagePoint]
     widgets: list[WidgetUsage]
+    llm: LlmSection = Field(
+        default_factory=LlmSection,
+        description="The project's LLM answers in the builder studio and its widgets",
+    )
 
 
 class WidgetAnalytics(Report):

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.analytics.repository import (
     Cursor,
+    Filters,
     WidgetOwners,
     marts_repository,
     names_repository,
@@ -31,6 +32,10 @@ from app.analytics.schemas import (
     LeaderboardEntry,
     Leaderboards,
     ListingCounts,
+    LlmModelUsage,
+    LlmPoint,
+    LlmSection,
+    LlmTotals,
     MarketplaceReport,
     MarketPoint,
     PayoutTotals,
@@ -67,6 +72,10 @@ logger = logging.getLogger("bazaar.analytics")
 
 M = TypeVar("M", bound=BaseModel)
 
+# Part of every cache key: bump it when a report's shape changes, so that an answer cached by
+# the previous release is never served (or parsed) as the new shape.
+CACHE_REVISION = 2
+
 
 def can_read_widget(actor: Principal, owners: WidgetOwners | None) -> bool:
     """Interim widget rule, until the widgets table exists (the widget issue replaces this):
@@ -101,6 +110,23 @@ async def _run(served: ServedVersion | None, query: Callable[[Cursor], Any], emp
     return await served.run(query)
 
 
+def _llm_totals(cur: Cursor, q: ReportQuery, filters: Filters) -> LlmTotals:
+    if not marts_repository.has_llm_marts(cur):
+        return LlmTotals()
+    return LlmTotals(**marts_repository.llm_totals(cur, q, filters))
+
+
+def _llm_section(cur: Cursor, q: ReportQuery, filters: Filters) -> LlmSection:
+    """Zeros from a version published before the LLM marts existed."""
+    if not marts_repository.has_llm_marts(cur):
+        return LlmSection()
+    return LlmSection(
+        totals=LlmTotals(**marts_repository.llm_totals(cur, q, filters)),
+        by_model=[LlmModelUsage(**row) for row in marts_repository.llm_by_model(cur, q, filters)],
+        series=[LlmPoint(**row) for row in marts_repository.llm_series(cur, q, filters)],
+    )
+
+
 class AnalyticsService:
     async def _cached(
         self,
@@ -111,7 +137,7 @@ class AnalyticsService:
         build: Callable[[], Awaitable[M]],
     ) -> M:
         version = served.version if served is not None else "unpublished"
-        full_key = f"analytics:{version}:{key}"
+        full_key = f"analytics:{CACHE_REVISION}:{version}:{key}"
         ttl = rt.settings.analytics_cache_ttl_seconds
         if ttl > 0:
             try:
@@ -146,10 +172,11 @@ class AnalyticsService:
                         activity,
                         activity_series,
                         marts_repository.leaderboards(cur, q),
+                        _llm_section(cur, q, {}),
                     )
 
-                empty: Any = ({}, [], {}, [], (period_of(q.leaderboard, q.end), {}))
-                money, money_series, activity, activity_series, (period, boards) = await _run(
+                empty: Any = ({}, [], {}, [], (period_of(q.leaderboard, q.end), {}), LlmSection())
+                money, money_series, activity, activity_series, (period, boards), llm = await _run(
                     served, query, empty
                 )
                 points: dict[Any, PlatformPoint] = {}
@@ -202,6 +229,7 @@ class AnalyticsService:
                         projects_by_usage=board("projects_by_usage"),
                         widgets_by_usage=board("widgets_by_usage"),
                     ),
+                    llm=llm,
                 )
 
             key = f"platform:{q.cache_key()}"
@@ -259,10 +287,11 @@ class AnalyticsService:
                 marts_repository.revenue_by_project(cur, q, mine),
                 marts_repository.usage_by(cur, q, mine, ("end_user_id",), limit=1000),
                 marts_repository.purchases_by_buyer(cur, q, builder_id),
+                _llm_totals(cur, q, mine),
             )
 
-        empty: Any = ({}, {}, {}, [], [], [], {})
-        revenue, payouts, usage, series, projects, usage_by_customer, purchases = await _run(
+        empty: Any = ({}, {}, {}, [], [], [], {}, LlmTotals())
+        revenue, payouts, usage, series, projects, usage_by_customer, purchases, llm = await _run(
             served, query, empty
         )
         customers: dict[UUID, Customer] = {}
@@ -287,6 +316,7 @@ class AnalyticsService:
             series=[RevenuePoint(**point) for point in series],
             projects=[ProjectRevenue(**p, name=names.get(p["project_id"])) for p in projects],
             customers=top,
+            llm=llm,
         )
 
     async def _end_user_section(
@@ -341,10 +371,11 @@ class AnalyticsService:
                         marts_repository.revenue_series(cur, q, this),
                         marts_repository.usage_series(cur, q, this),
                         marts_repository.usage_by(cur, q, this, ("widget_id", "project_id", "end_user_id")),
+                        _llm_section(cur, q, this),
                     )
 
-                revenue, usage, revenue_series, usage_series, widgets = await _run(
-                    served, query, ({}, {}, [], [], [])
+                revenue, usage, revenue_series, usage_series, widgets, llm = await _run(
+                    served, query, ({}, {}, [], [], [], LlmSection())
                 )
                 return ProjectAnalytics(
                     **_header(served, q),
@@ -355,6 +386,7 @@ class AnalyticsService:
                     revenue_series=[RevenuePoint(**p) for p in revenue_series],
                     usage_series=[UsagePoint(**p) for p in usage_series],
                     widgets=[WidgetUsage(**w) for w in widgets],
+                    llm=llm,
                 )
 
             return await self._cached(

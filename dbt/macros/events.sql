@@ -91,3 +91,9 @@
     {{ payload_text('status') }} as status,
     actor_id as requested_by
 {%- endmacro %}
+
+{#- A payload amount in US dollars, sent as a decimal string ("0.000123") or NULL: an exact
+    DECIMAL(38, 12), never a float. -#}
+{% macro payload_usd(key) -%}
+    cast(payload ->> '$.{{ key }}' as decimal(38, 12))
+{%- endmacro %}

@@ -9,9 +9,11 @@ asset does. Rows are dicts; missing columns are NULL (money and counts default t
 
 import os
 import secrets
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +164,68 @@ MARTS: dict[str, dict[str, str]] = {
         "currency": "VARCHAR",
         "listing_status": "VARCHAR",
     },
+    "fct_chat_messages": {
+        "message_id": "VARCHAR",
+        "event_id": "VARCHAR",
+        "chat_id": "VARCHAR",
+        "project_id": "VARCHAR",
+        "builder_id": "VARCHAR",
+        "channel": "VARCHAR",
+        "widget_id": "VARCHAR",
+        "user_id": "VARCHAR",
+        "provider": "VARCHAR",
+        "model": "VARCHAR",
+        "input_tokens": "BIGINT",
+        "output_tokens": "BIGINT",
+        "cost_usd": "DECIMAL(38, 12)",
+        "latency_ms": "BIGINT",
+        "first_token_ms": "BIGINT",
+        "tool_calls": "BIGINT",
+        "answered_at": "TIMESTAMPTZ",
+        "day": "DATE",
+    },
+    "llm_usage_daily": {
+        "day": "DATE",
+        "project_id": "VARCHAR",
+        "builder_id": "VARCHAR",
+        "channel": "VARCHAR",
+        "provider": "VARCHAR",
+        "model": "VARCHAR",
+        **dict.fromkeys(
+            ("answers", "conversations", "input_tokens", "output_tokens"),
+            "BIGINT",
+        ),
+        "cost_usd": "DECIMAL(38, 12)",
+        "unpriced_answers": "BIGINT",
+        "tool_calls": "BIGINT",
+        **dict.fromkeys(
+            ("avg_latency_ms", "p95_latency_ms", "avg_first_token_ms", "p95_first_token_ms"), "DOUBLE"
+        ),
+    },
+    "project_usage_by_period": {
+        "grain": "VARCHAR",
+        "period_start": "DATE",
+        "project_id": "VARCHAR",
+        "builder_id": "VARCHAR",
+        **dict.fromkeys(
+            (
+                "widgets",
+                "widget_impressions",
+                "widget_opens",
+                "widget_messages",
+                "widget_tokens",
+                "studio_answers",
+                "widget_answers",
+                "studio_conversations",
+                "widget_conversations",
+                "llm_input_tokens",
+                "llm_output_tokens",
+            ),
+            "BIGINT",
+        ),
+        "llm_cost_usd": "DECIMAL(38, 12)",
+        "llm_unpriced_answers": "BIGINT",
+    },
 }
 
 Marts = Mapping[str, Iterable[Mapping[str, Any]]]
@@ -179,8 +243,10 @@ def write_version(
     version: str | None = None,
     published_at: datetime | None = None,
     as_of: datetime | None = None,
+    without: Iterable[str] = (),
 ) -> str:
-    """``serve/<version>/warehouse.duckdb`` with every mart (the given rows), not yet current."""
+    """``serve/<version>/warehouse.duckdb`` with every mart (the given rows) but those named in
+    ``without`` (a version published before they existed), not yet current."""
     layout = WarehouseLayout(warehouse_dir)
     version = version or new_version(published_at)
     published_at = published_at or datetime.now(UTC)
@@ -189,6 +255,8 @@ def write_version(
     with duckdb.connect(str(path)) as con:
         con.execute("CREATE SCHEMA marts")
         for table, columns in MARTS.items():
+            if table in without:
+                continue
             con.execute(f"CREATE TABLE marts.{table} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
             rows = list((marts or {}).get(table, []))
             if rows:
@@ -318,3 +386,47 @@ def activity_rows(days: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 elif metric != "conversion_rate":
                     period[metric] = period.get(metric, 0) + value
     return rows + list(periods.values())
+
+
+def chat_rows(answers: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """``fct_chat_messages`` rows (one per answer: ``day``, ``project_id``, ``builder_id``,
+    ``channel``, ``provider``, ``model``, ``chat_id``, tokens, ``cost_usd`` as text or None,
+    timings) and the ``llm_usage_daily`` rows dbt would make of them."""
+    facts: list[dict[str, Any]] = []
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for answer in answers:
+        fact = {
+            "message_id": uuid.uuid4(),
+            "event_id": uuid.uuid4(),
+            "tool_calls": 0,
+            "first_token_ms": None,
+            **answer,
+            "cost_usd": None if answer.get("cost_usd") is None else Decimal(answer["cost_usd"]),
+        }
+        facts.append(fact)
+        key = tuple(fact[k] for k in ("day", "project_id", "channel", "provider", "model"))
+        groups[key].append(fact)
+    daily = []
+    for (day, project, channel, provider, model), rows in groups.items():
+        latencies = [r["latency_ms"] for r in rows]
+        first_tokens = [r["first_token_ms"] for r in rows if r["first_token_ms"] is not None]
+        daily.append(
+            {
+                "day": day,
+                "project_id": project,
+                "builder_id": rows[0]["builder_id"],
+                "channel": channel,
+                "provider": provider,
+                "model": model,
+                "answers": len(rows),
+                "conversations": len({r["chat_id"] for r in rows}),
+                "input_tokens": sum(r["input_tokens"] for r in rows),
+                "output_tokens": sum(r["output_tokens"] for r in rows),
+                "cost_usd": sum((r["cost_usd"] for r in rows if r["cost_usd"] is not None), Decimal(0)),
+                "unpriced_answers": sum(1 for r in rows if r["cost_usd"] is None),
+                "tool_calls": sum(r["tool_calls"] for r in rows),
+                "avg_latency_ms": sum(latencies) / len(latencies),
+                "avg_first_token_ms": sum(first_tokens) / len(first_tokens) if first_tokens else None,
+            }
+        )
+    return {"fct_chat_messages": facts, "llm_usage_daily": daily}

@@ -2,8 +2,13 @@
 
 Builders Ada (projects Copilot and Recipes) and Grace (Contracts, priced in EUR); end users
 Shop1 and Shop2; an administrator. Widgets: ``w1`` (Copilot, Shop1), ``w2`` (Copilot, Shop2),
-``w3`` (Contracts, Shop1). Everything happens in March 2026, except one Copilot sale on
-2 April and Shop1's usage today (for the monthly quota).
+``w3`` (Contracts, Shop1). Everything happens in March 2026, except one Copilot sale and one
+studio answer on 2 April and Shop1's usage today (for the monthly quota).
+
+LLM answers (``chat.message``) in March: Ada tests Copilot in the studio on the 2nd (two
+gpt-4o-mini answers in one chat) and Recipes on the 5th (a model without a price); Copilot
+answers w1's visitors on the 3rd (gpt-4o-mini) and the 10th (claude-haiku-4-5, not streamed)
+and w2's on the 10th (no price); Grace tests Contracts on the 4th. ``answers(w)`` lists them.
 """
 
 from dataclasses import dataclass
@@ -13,7 +18,7 @@ from uuid import UUID, uuid4
 
 import httpx
 
-from tests.analytics.marts import activity_rows, revenue_row, usage_rows
+from tests.analytics.marts import activity_rows, chat_rows, revenue_row, usage_rows
 from tests.factories import Account, create_project, signed_in
 
 MARCH = "from=2026-03-01&to=2026-03-31"
@@ -56,6 +61,47 @@ def d(day: str) -> date:
     return date.fromisoformat(day)
 
 
+def answers(w: World) -> list[dict[str, Any]]:
+    """The LLM answers, as ``fct_chat_messages`` rows (without their ids)."""
+    ada, grace = w.ada.id, w.grace.id
+
+    def answer(
+        day: str, project: UUID, builder: UUID, chat: str, model: str, tokens: tuple[int, int], **rest: Any
+    ) -> dict[str, Any]:
+        provider = {"gpt-4o-mini": "openai", "claude-haiku-4-5": "anthropic"}.get(model, "offline")
+        return {
+            "day": d(day),
+            "answered_at": datetime.fromisoformat(f"{day}T12:00:00+00:00"),
+            "project_id": project,
+            "builder_id": builder,
+            "channel": "widget" if "widget_id" in rest else "studio",
+            "chat_id": chat,
+            "provider": provider,
+            "model": model,
+            "input_tokens": tokens[0],
+            "output_tokens": tokens[1],
+            **rest,
+        }
+
+    studio = {"user_id": ada}
+    return [
+        answer("2026-03-02", w.copilot, ada, "s1", "gpt-4o-mini", (1000, 200), latency_ms=800,
+               first_token_ms=200, tool_calls=1, cost_usd="0.000270", **studio),
+        answer("2026-03-02", w.copilot, ada, "s1", "gpt-4o-mini", (1500, 300), latency_ms=1200,
+               first_token_ms=300, cost_usd="0.000405", **studio),
+        answer("2026-03-03", w.copilot, ada, "c1", "gpt-4o-mini", (700, 100), latency_ms=600,
+               first_token_ms=150, cost_usd="0.000165", widget_id=w.w1),
+        answer("2026-03-10", w.copilot, ada, "c2", "claude-haiku-4-5", (2000, 400), latency_ms=1000,
+               cost_usd="0.004000", widget_id=w.w1),
+        answer("2026-03-10", w.copilot, ada, "c3", "echo", (50, 50), latency_ms=20, widget_id=w.w2),
+        answer("2026-04-02", w.copilot, ada, "s2", "gpt-4o-mini", (100, 10), latency_ms=300,
+               first_token_ms=90, cost_usd="0.000021", **studio),
+        answer("2026-03-05", w.recipes, ada, "s3", "echo", (300, 30), latency_ms=400, **studio),
+        answer("2026-03-04", w.contracts, grace, "s4", "gpt-4o-mini", (5000, 1000), latency_ms=2000,
+               first_token_ms=500, cost_usd="0.001350", user_id=grace),
+    ]  # fmt: skip
+
+
 def marts(w: World) -> dict[str, list[dict[str, Any]]]:
     ada, grace, shop1, shop2 = w.ada.id, w.grace.id, w.shop1.id, w.shop2.id
     today = datetime.now(UTC).date()
@@ -85,6 +131,7 @@ def marts(w: World) -> dict[str, list[dict[str, Any]]]:
         }
 
     return {
+        **chat_rows(answers(w)),
         "revenue_daily": [
             revenue_row(d("2026-03-02"), w.copilot, ada, sales=2, gross=3800),
             revenue_row(d("2026-03-10"), w.copilot, ada, sales=1, gross=1900, refunds=1, refunded_gross=1900),

@@ -139,6 +139,35 @@ class Marketplace:
             ),
         ]
 
+    def studio_answer(
+        self, *, input_tokens: int, output_tokens: int, cost_usd: str | None
+    ) -> dict[str, object]:
+        """A ``chat.message``: the builder testing the project in the builder studio."""
+        chat_id = str(uuid.uuid4())
+        return domain_event(
+            "chat.message",
+            {
+                "projectId": self.project_id,
+                "chatId": chat_id,
+                "messageId": str(uuid.uuid4()),
+                "channel": "studio",
+                "widgetId": None,
+                "visitorId": None,
+                "userId": self.builder_id,
+                "provider": "openai",
+                "model": "gpt-4o-mini",
+                "inputTokens": input_tokens,
+                "outputTokens": output_tokens,
+                "latencyMs": 900,
+                "firstTokenMs": 250,
+                "toolCalls": 0,
+                "costUsd": cost_usd,
+            },
+            at=self.now - timedelta(minutes=30),
+            actor=self.builder_id,
+            subject=chat_id,
+        )
+
     def messages(self, count: int) -> list[dict[str, object]]:
         return [
             usage_beacon(

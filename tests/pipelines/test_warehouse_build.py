@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import dagster as dg
 import duckdb
@@ -41,12 +42,23 @@ def messages_served(layout, market):
     return messages
 
 
+def llm_served(layout, market):
+    [row] = served(
+        layout,
+        "SELECT coalesce(sum(answers), 0), coalesce(sum(input_tokens), 0), coalesce(sum(cost_usd), 0) "
+        f"FROM marts.llm_usage_daily WHERE project_id = '{market.project_id}'",
+    )
+    return row
+
+
 def test_landed_events_are_built_checked_published_and_refreshed_from_dagster_and_the_command_line(
     layout, warehouse
 ):
     market = Marketplace()
     now = datetime.now(UTC)
-    write_part(layout, "events", market.sign_ups_and_sale(), landed_at=now, age_s=600)
+    tested = market.studio_answer(input_tokens=1200, output_tokens=300, cost_usd="0.000360")
+    unpriced = market.studio_answer(input_tokens=50, output_tokens=5, cost_usd=None)
+    write_part(layout, "events", [*market.sign_ups_and_sale(), tested, unpriced], landed_at=now, age_s=600)
     for _ in range(3):
         write_part(layout, "usage", market.messages(2), landed_at=now, age_s=600)
 
@@ -61,6 +73,7 @@ def test_landed_events_are_built_checked_published_and_refreshed_from_dagster_an
     tables = {name for (name,) in served(layout, "SELECT table_name FROM duckdb_tables()")}
     assert {"revenue_daily", "usage_by_period", "leaderboards", "dim_projects", "serve_meta"} <= tables
     assert messages_served(layout, market) == 6
+    assert llm_served(layout, market) == (2, 1250, Decimal("0.000360"))
     assert served(
         layout, f"SELECT sum(gross_minor) FROM marts.revenue_daily WHERE project_id = '{market.project_id}'"
     ) == [(1000,)]
@@ -76,6 +89,13 @@ def test_landed_events_are_built_checked_published_and_refreshed_from_dagster_an
     again = market.messages(3)
     write_part(layout, "usage", again, landed_at=datetime.now(UTC))
     write_part(layout, "usage", again[:1], landed_at=datetime.now(UTC))
+    # A builder test chat answered, and the first one relanded (counted once).
+    write_part(
+        layout,
+        "events",
+        [market.studio_answer(input_tokens=800, output_tokens=100, cost_usd="0.000180"), tested],
+        landed_at=datetime.now(UTC),
+    )
     done = subprocess.run(
         [sys.executable, "-m", "app", "warehouse-build"],
         env={**os.environ, "WAREHOUSE_DIR": str(layout.root), "WAREHOUSE_KEEP_VERSIONS": "2"},
@@ -90,6 +110,7 @@ def test_landed_events_are_built_checked_published_and_refreshed_from_dagster_an
     assert f"published {second}" in done.stdout
     assert "[2/3] dbt build" in done.stdout
     assert messages_served(layout, market) == 9
+    assert llm_served(layout, market) == (3, 2050, Decimal("0.000540"))
     with duckdb.connect(str(layout.served_file(version)), read_only=True) as con:
         # The version readers had open is untouched.
         assert con.execute(

@@ -330,6 +330,50 @@ class Story:
                 builder_id=uid(builder),
             )
 
+    def chat_message(
+        self,
+        chat: str,
+        project: str,
+        when: str,
+        *,
+        provider: str,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        latency_ms: int,
+        first_token_ms: int | None,
+        cost_usd: str | None,
+        user: str | None = None,
+        widget: str | None = None,
+        visitor: str | None = None,
+        tool_calls: int = 0,
+    ) -> dict[str, Any]:
+        """An assistant answer as the chat engine records it (docs/data-platform.md): channel
+        `widget` when a widget's visitor chats, `studio` when a signed-in user does."""
+        return self.event(
+            "chat.message",
+            when,
+            {
+                "projectId": uid(project),
+                "chatId": uid(chat),
+                "messageId": str(uuid.uuid4()),
+                "channel": "widget" if widget else "studio",
+                "widgetId": uid(widget) if widget else None,
+                "visitorId": visitor,
+                "userId": uid(user) if user else None,
+                "provider": provider,
+                "model": model,
+                "inputTokens": input_tokens,
+                "outputTokens": output_tokens,
+                "latencyMs": latency_ms,
+                "firstTokenMs": first_token_ms,
+                "toolCalls": tool_calls,
+                "costUsd": cost_usd,
+            },
+            actor=uid(user) if user else None,
+            subject=uid(chat),
+        )
+
     def beacon(
         self,
         widget: str,

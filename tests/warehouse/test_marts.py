@@ -3,10 +3,12 @@
 (so every dbt data test and unit test passed too)."""
 
 from datetime import date
+from decimal import Decimal
 
 import duckdb
 
 from tests.warehouse.scenario import (
+    ANSWERS,
     PLAN_GROSS,
     PLAN_PROCESSOR_FEE,
     PLAN_TAX,
@@ -44,6 +46,9 @@ def test_marts_are_published_in_the_marts_schema_with_the_contract_names(
         "end_user_spend_daily",
         "leaderboards",
         "dim_projects",
+        "fct_chat_messages",
+        "llm_usage_daily",
+        "project_usage_by_period",
     }
 
 
@@ -286,3 +291,125 @@ def test_projects_carry_their_name_builder_and_listing(marts: duckdb.DuckDBPyCon
         ("Sales Pal", uid("builder-2"), 5000, "active"),
         ("Support Bot", uid("builder-1"), 2000, "active"),
     ]
+
+
+def test_every_llm_answer_counts_once_per_day_project_channel_and_model_to_the_token_and_cent(
+    marts: duckdb.DuckDBPyConnection,
+) -> None:
+    rows = marts.execute(
+        """
+        select day, project_id, builder_id, channel, provider, model, answers, conversations,
+               input_tokens, output_tokens, cost_usd, unpriced_answers, tool_calls
+        from marts.llm_usage_daily
+        order by day, project_id, channel, model
+        """
+    ).fetchall()
+    support_bot, sales_pal = uid("support-bot"), uid("sales-pal")
+    builder_1, builder_2 = uid("builder-1"), uid("builder-2")
+    gpt, haiku = ("openai", "gpt-4o-mini"), ("anthropic", "claude-haiku-4-5")
+    # Monday's second studio answer landed again on Tuesday: counted once, on Monday.
+    assert rows == [
+        (MONDAY, support_bot, builder_1, "studio", *gpt, 2, 1, 2700, 720, Decimal("0.000837"), 0, 1),
+        (MONDAY, support_bot, builder_1, "widget", *gpt, 1, 1, 800, 200, Decimal("0.000240"), 0, 0),
+        (TUESDAY, support_bot, builder_1, "studio", *haiku, 1, 1, 2000, 500, Decimal("0.0045"), 0, 0),
+        (TUESDAY, support_bot, builder_1, "widget", *gpt, 1, 1, 900, 250, Decimal("0.000285"), 0, 2),
+        (WEDNESDAY, sales_pal, builder_2, "studio", "offline", "echo", 1, 1, 600, 150, Decimal(0), 1, 0),
+        (WEDNESDAY, support_bot, builder_1, "studio", *gpt, 1, 1, 100, 50, Decimal("0.000045"), 0, 0),
+    ]
+    answers, tokens_in, tokens_out, cost = one(
+        marts,
+        "select sum(answers), sum(input_tokens), sum(output_tokens), sum(cost_usd) "
+        "from marts.llm_usage_daily",
+    )
+    assert (answers, tokens_in, tokens_out) == (
+        len(ANSWERS),
+        sum(a.input_tokens for a in ANSWERS.values()),
+        sum(a.output_tokens for a in ANSWERS.values()),
+    )
+    assert cost == sum(Decimal(a.cost_usd) for a in ANSWERS.values() if a.cost_usd) == Decimal("0.005907")
+
+
+def test_llm_timings_are_the_days_own_average_and_95th_percentile(marts: duckdb.DuckDBPyConnection) -> None:
+    row = one(
+        marts,
+        """
+        select avg_latency_ms, p95_latency_ms, avg_first_token_ms, p95_first_token_ms
+        from marts.llm_usage_daily where day = ? and channel = 'studio' and model = 'gpt-4o-mini'
+        """,
+        MONDAY,
+    )
+    # 900 and 1,100 ms (first tokens 250 and 300): p95 interpolates between the two.
+    assert row == (1000.0, 1090.0, 275.0, 297.5)
+    unstreamed = one(
+        marts,
+        "select avg_first_token_ms, p95_first_token_ms from marts.llm_usage_daily where model = 'echo'",
+    )
+    assert unstreamed == (None, None)
+
+
+def test_each_answer_is_one_fact_row_without_the_visitors_id(marts: duckdb.DuckDBPyConnection) -> None:
+    assert one(marts, "select count(*), count(distinct message_id) from marts.fct_chat_messages") == (
+        len(ANSWERS),
+        len(ANSWERS),
+    )
+    columns = {
+        name
+        for (name,) in marts.execute(
+            "select column_name from information_schema.columns where table_name = 'fct_chat_messages'"
+        ).fetchall()
+    }
+    assert "visitor_id" not in columns
+    widget_answers = marts.execute(
+        "select widget_id, user_id from marts.fct_chat_messages where channel = 'widget'"
+    ).fetchall()
+    assert widget_answers == [(uid("widget-1"), None)] * 2
+
+
+def test_project_usage_puts_builder_test_chats_beside_widget_beacons_without_adding_them(
+    marts: duckdb.DuckDBPyConnection,
+) -> None:
+    rows = marts.execute(
+        """
+        select project_id, builder_id, widgets, widget_messages, widget_tokens,
+               studio_answers, widget_answers, studio_conversations, widget_conversations,
+               llm_input_tokens, llm_output_tokens, llm_cost_usd, llm_unpriced_answers
+        from marts.project_usage_by_period
+        where grain = 'week' and period_start = ?
+        order by project_id
+        """,
+        [MONDAY],
+    ).fetchall()
+    # Support Bot: widget-1 and widget-3 sent 6 message beacons; its LLM answered 4 times in
+    # the studio (builder-1 three times in two chats, the admin once) and twice in widget-1's
+    # one chat. Sales Pal: widget-2's beacons and builder-2's unpriced studio answer.
+    expected = {
+        uid("support-bot"): (uid("builder-1"), 2, 6, 200, 4, 2, 3, 1, 6500, 1720, Decimal("0.005907"), 0),
+        uid("sales-pal"): (uid("builder-2"), 1, 2, 0, 1, 0, 1, 0, 600, 150, Decimal(0), 1),
+    }
+    assert {project: tuple(rest) for project, *rest in rows} == expected
+    # Days add up to the week for everything but distinct conversations: widget-1's chat went
+    # on from Monday to Tuesday.
+    days = one(
+        marts,
+        """
+        select sum(widget_messages), sum(studio_answers), sum(widget_answers), sum(llm_cost_usd),
+               sum(widget_conversations)
+        from marts.project_usage_by_period where grain = 'day' and project_id = ?
+        """,
+        uid("support-bot"),
+    )
+    assert days == (6, 4, 2, Decimal("0.005907"), 2)
+
+
+def test_a_builder_testing_their_project_in_the_studio_is_active_but_an_admin_trying_it_is_not(
+    marts: duckdb.DuckDBPyConnection,
+) -> None:
+    active = marts.execute(
+        """
+        select period_start, active_builders from marts.platform_activity
+        where grain = 'day' order by period_start
+        """
+    ).fetchall()
+    # Tuesday: builder-1 only chatted in the studio; Wednesday: builder-2 did, and the admin
+    # tried Support Bot (an administrator is not its builder).
+    assert active == [(MONDAY, 2), (TUESDAY, 1), (WEDNESDAY, 1)]
