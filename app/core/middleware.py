@@ -3,7 +3,8 @@
 ``RequestContextMiddleware`` gives every request an id (``X-Request-ID`` in and out), writes
 one access-log line and records Prometheus metrics by route template.
 ``BodySizeLimitMiddleware`` refuses bodies above the configured size with 413, whether or
-not the client sent ``Content-Length``.
+not the client sent ``Content-Length``; streamed uploads (``STREAMED_UPLOAD_PATHS``) enforce
+their own, larger limits while they stream.
 """
 
 import logging
@@ -21,6 +22,8 @@ from app.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 access_log = logging.getLogger("bazaar.access")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Routes that stream their body to storage under a per-plan size limit of their own.
+STREAMED_UPLOAD_PATHS = frozenset({"/api/files/upload"})
 
 
 class RequestContextMiddleware:
@@ -73,7 +76,7 @@ class BodySizeLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in STREAMED_UPLOAD_PATHS:
             await self.app(scope, receive, send)
             return
         declared = _header(scope, b"content-length")

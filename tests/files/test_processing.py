@@ -1,0 +1,177 @@
+"""Processing knowledge files in the worker: extraction, chunking, indexing; hostile and broken
+files end ``failed`` with a reason a person understands, and the worker carries on."""
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from app.core.config import Settings
+from app.core.db import sessionmaker
+from app.models import KnowledgeChunk
+from tests.factories import create_project, events_of, signed_in
+from tests.files.documents import encrypted_pdf, make_docx, make_pdf, malformed_pdf, zip_bomb_docx
+from tests.files.steps import file_of, job_statuses, run_worker, upload
+
+HANDBOOK = "\n\n".join(
+    f"Section {i}. The Heron {i} kayak weighs {10 + i} kilograms and carries {100 + i} kilograms of load."
+    for i in range(40)
+)
+
+
+async def chunk_rows(file_id: str) -> list[tuple[str, int, str]]:
+    async with sessionmaker()() as db:
+        rows = await db.execute(
+            select(KnowledgeChunk.id, KnowledgeChunk.ordinal, KnowledgeChunk.content)
+            .where(KnowledgeChunk.file_id == file_id)
+            .order_by(KnowledgeChunk.ordinal)
+        )
+        return [(str(i), o, c) for i, o, c in rows]
+
+
+async def test_a_processed_file_is_ready_with_its_chunks(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    owner = await signed_in(client, "builder")
+    project = await create_project(owner)
+    file = await upload(client, owner, project, "handbook.txt", HANDBOOK.encode(), process=False)
+
+    queued = await client.post("/api/files/process", json={"fileId": file["id"]}, headers=owner.headers)
+    assert queued.status_code == 202, queued.text
+    assert queued.json()["status"] == "queued"
+    assert (await file_of(client, owner, file["id"]))["status"] == "queued"
+    await run_worker(settings)
+
+    ready = await file_of(client, owner, file["id"])
+    assert ready["status"] == "ready"
+    assert ready["error"] is None
+    assert ready["processedAt"] is not None
+    chunks = await chunk_rows(file["id"])
+    assert ready["chunkCount"] == len(chunks) > 1
+    assert [o for _, o, _ in chunks] == list(range(len(chunks)))
+    assert all(len(c) <= settings.chunk_chars for _, _, c in chunks)
+    text = " ".join(c for _, _, c in chunks)
+    assert all(f"Section {i}." in text for i in range(40))
+    [processed] = [e for e in await events_of("file.") if e["type"] == "file.processed"]
+    assert processed["payload"]["chunks"] == len(chunks)
+    assert processed["payload"]["chars"] == len(HANDBOOK)
+    assert await job_statuses() == ["succeeded"]
+
+
+async def test_reprocessing_a_ready_file_replaces_its_chunks(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    owner = await signed_in(client, "builder")
+    project = await create_project(owner)
+    file = await upload(client, owner, project, "handbook.txt", HANDBOOK.encode())
+    await run_worker(settings)
+    before = await chunk_rows(file["id"])
+
+    again = await client.post("/api/files/process", json={"fileId": file["id"]}, headers=owner.headers)
+    assert again.status_code == 202
+    await run_worker(settings)
+
+    after = await chunk_rows(file["id"])
+    assert [(o, c) for _, o, c in after] == [(o, c) for _, o, c in before]
+    assert not {i for i, _, _ in after} & {i for i, _, _ in before}, "the old chunks are gone"
+    assert (await file_of(client, owner, file["id"]))["chunkCount"] == len(after)
+
+
+async def test_asking_twice_while_queued_keeps_one_pending_run(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    owner = await signed_in(client, "builder")
+    project = await create_project(owner)
+    file = await upload(client, owner, project, "a.txt", b"Kayaks float.")
+
+    first = await client.post("/api/files/process", json={"fileId": file["id"]}, headers=owner.headers)
+    second = await client.post("/api/files/process", json={"fileId": file["id"]}, headers=owner.headers)
+
+    assert first.status_code == second.status_code == 202
+    assert first.json()["id"] == second.json()["id"]
+    assert await job_statuses() == ["todo"]
+
+
+async def test_a_bad_file_fails_with_a_reason_and_the_next_one_is_still_processed(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    owner = await signed_in(client, "builder")
+    project = await create_project(owner)
+    bad = await upload(client, owner, project, "broken.pdf", malformed_pdf())
+    good = await upload(client, owner, project, "good.md", b"# Good\n\nThis one is fine.")
+
+    await run_worker(settings)
+
+    failed = await file_of(client, owner, bad["id"])
+    assert failed["status"] == "failed"
+    assert failed["error"] == "The PDF is damaged or malformed and could not be read"
+    assert failed["chunkCount"] == 0
+    assert (await file_of(client, owner, good["id"]))["status"] == "ready"
+    assert await job_statuses() == ["succeeded", "succeeded"]
+    [failure] = [e for e in await events_of("file.") if e["type"] == "file.failed"]
+    assert failure["payload"]["reason"] == failed["error"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("secret.pdf", encrypted_pdf(), "password-protected"),
+        ("scan.pdf", make_pdf(""), "no extractable text"),
+        ("bomb.docx", zip_bomb_docx(), "zip bomb"),
+        ("blank.txt", b"   \n\n  \t\n", "no text to index"),
+    ],
+)
+async def test_hostile_or_empty_files_end_failed_with_a_human_reason(
+    client: httpx.AsyncClient, settings: Settings, name: str, content: bytes, reason: str
+) -> None:
+    owner = await signed_in(client, "builder")
+    project = await create_project(owner)
+    file = await upload(client, owner, project, name, content)
+
+    await run_worker(settings)
+
+    failed = await file_of(client, owner, file["id"])
+    assert failed["status"] == "failed"
+    assert reason in failed["error"]
+    assert await job_statuses() == ["succeeded"]
+
+
+async def test_a_failed_file_can_be_processed_again(client: httpx.AsyncClient, settings: Settings) -> None:
+    owner = await signed_in(client, "builder")
+    project = await create_project(owner)
+    file = await upload(client, owner, project, "blank.txt", b"  \n")
+    await run_worker(settings)
+    assert (await file_of(client, owner, file["id"]))["status"] == "failed"
+
+    retry = await client.post("/api/files/process", json={"fileId": file["id"]}, headers=owner.headers)
+
+    assert retry.status_code == 202
+    assert (await file_of(client, owner, file["id"]))["status"] == "queued"
+
+
+async def test_a_file_deleted_while_queued_is_skipped_by_the_worker(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    owner = await signed_in(client, "builder")
+    project = await create_project(owner)
+    file = await upload(client, owner, project, "doc.docx", make_docx("Doc\n\nSome words here."))
+    assert (await client.delete(f"/api/files/{file['id']}", headers=owner.headers)).status_code == 204
+
+    await run_worker(settings)
+
+    assert await job_statuses() == ["succeeded"]
+    async with sessionmaker()() as db:
+        assert (await db.execute(select(func.count()).select_from(KnowledgeChunk))).scalar_one() == 0
+
+
+async def test_deleting_a_processed_file_removes_its_chunks(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    owner = await signed_in(client, "builder")
+    project = await create_project(owner)
+    file = await upload(client, owner, project, "handbook.txt", HANDBOOK.encode())
+    await run_worker(settings)
+    assert await chunk_rows(file["id"])
+
+    assert (await client.delete(f"/api/files/{file['id']}", headers=owner.headers)).status_code == 204
+
+    assert await chunk_rows(file["id"]) == []
