@@ -118,6 +118,31 @@ async def create_project(owner: Account, **fields: Any) -> UUID:
     return project.id
 
 
+async def create_mcp_client(name: str | None = None, *, is_active: bool = True, **fields: Any) -> str:
+    """An MCP client made by a new super admin through the real service; its id as text (the
+    form projects keep in ``mcp_servers``). Defaults to a remote client at a public address."""
+    from app.core.runtime import runtime
+    from app.mcp.schemas import McpClientCreate
+    from app.mcp.service import mcp_service
+
+    admin = await create_user("super_admin")
+    async with sessionmaker()() as db:
+        perms = await user_service.permissions_of(db, "super_admin")
+        actor = Principal(
+            user_id=admin.id,
+            session_id=admin.id,
+            persona="super_admin",
+            personas=("super_admin",),
+            permissions=frozenset(perms),
+        )
+        fields.setdefault("connection_type", "streamable_http")
+        fields.setdefault("connection_string", "https://93.184.216.34/mcp")
+        body = McpClientCreate(name=name or unique_email("mcp"), is_active=is_active, **fields)
+        created = await mcp_service.create(db, runtime().settings, actor, body)
+        await commit(db)
+    return str(created.id)
+
+
 async def events_of(type_prefix: str = "") -> list[dict[str, Any]]:
     from sqlalchemy import select
 

@@ -32,6 +32,16 @@ class ProjectRepository:
             stmt = stmt.where(or_(Project.name.ilike(pattern), Project.description.ilike(pattern)))
         return stmt
 
+    async def using_mcp_client(self, db: AsyncSession, client_id: str) -> list[Project]:
+        """Live projects whose ``mcp_servers`` hold ``client_id`` (locked for the change)."""
+        stmt = (
+            select(Project)
+            .where(Project.deleted_at.is_(None), Project.mcp_servers.contains([client_id]))
+            .order_by(Project.id)
+            .with_for_update()
+        )
+        return list((await db.execute(stmt)).scalars())
+
     async def count_owned(self, db: AsyncSession, owner_id: UUID) -> int:
         stmt = (
             select(func.count())
