@@ -40,6 +40,7 @@ class Message:
     tool_calls: list[ToolCall] = field(default_factory=list)  # assistant turns that call tools
     tool_call_id: str | None = None  # tool turns: which call this answers
     name: str | None = None  # tool turns: the tool's name
+    is_error: bool = False  # tool turns: the tool failed (content says why)
 
 
 @dataclass(frozen=True, slots=True)
