@@ -9,6 +9,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.analytics.router import router as analytics_router
 from app.auth.router import router as auth_router
 from app.billing.router import router as billing_router
+from app.chat.router import router as chat_router
 from app.core.config import Settings, get_settings
 from app.core.db import dispose_engine, init_engine
 from app.core.errors import install_error_handlers
@@ -16,7 +17,11 @@ from app.core.health import router as health_router
 from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.runtime import start_runtime, stop_runtime
+from app.files.router import router as files_router
+from app.llm.http import close_http_client
+from app.llm.router import router as llm_router
 from app.marketplace.router import router as marketplace_router
+from app.mcp.router import router as mcp_router
 from app.payments.providers import reset_providers
 from app.payments.router import router as payments_router
 from app.projects.router import router as projects_router
@@ -46,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await close_http_client()
             await stop_runtime()
             await dispose_engine()
 
@@ -62,6 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         billing_router,
         revenue_router,
         analytics_router,
+        files_router,
+        llm_router,
+        chat_router,
+        mcp_router,
     ):
         app.include_router(router)
     if settings.cors_origins:

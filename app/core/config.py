@@ -178,6 +178,15 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(
         2, ge=0, description="Retries (with exponential backoff) when a provider answers 429 or 5xx."
     )
+    llm_retry_backoff_seconds: float = Field(
+        0.5,
+        ge=0,
+        description="First retry delay for an LLM provider (doubled per retry, with jitter) when it "
+        "sends no `Retry-After`.",
+    )
+    llm_max_output_tokens: int = Field(
+        4096, ge=1, description="Most tokens one LLM call may generate (Anthropic requires a limit)."
+    )
     chat_max_tool_steps: int = Field(
         5, ge=0, le=50, description="Most LLM-tool round trips one chat answer may take."
     )

@@ -53,4 +53,4 @@ def mask(value: str | None) -> str | None:
 
 
 def mask_values(values: dict[str, str]) -> dict[str, str]:
-    return {name: MASK for name in values}
+    return dict.fromkeys(values, MASK)

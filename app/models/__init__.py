@@ -2,9 +2,13 @@
 
 from app.models.base import Base
 from app.models.billing import Invoice, InvoiceCounter, InvoiceLine, InvoiceStatus
+from app.models.chat import ChatChannel, ChatMessage, ProjectChat
 from app.models.event import IdempotencyRecord, OutboxEvent
+from app.models.files import FileProcessing, FileStatus, KnowledgeChunk, KnowledgeFile
 from app.models.ledger import LedgerEntry, LedgerTransaction, Payout, PayoutStatus
+from app.models.llm import LlmModel, LlmProvider
 from app.models.marketplace import Listing, ListingAudit, ListingStatus, Purchase, PurchaseStatus
+from app.models.mcp import McpCheckTrigger, McpClient, McpConnection, McpConnectionStatus, McpConnectionType
 from app.models.payments import Payment, PaymentStatus, PayoutAccount, WebhookEvent
 from app.models.project import Project, ProjectStatus
 from app.models.session import AuthSession, RefreshToken
@@ -24,16 +28,29 @@ from app.models.user import (
 __all__ = [
     "AuthSession",
     "Base",
+    "ChatChannel",
+    "ChatMessage",
+    "FileProcessing",
+    "FileStatus",
     "IdempotencyRecord",
     "Invoice",
     "InvoiceCounter",
     "InvoiceLine",
     "InvoiceStatus",
+    "KnowledgeChunk",
+    "KnowledgeFile",
     "LedgerEntry",
     "LedgerTransaction",
     "Listing",
     "ListingAudit",
     "ListingStatus",
+    "LlmModel",
+    "LlmProvider",
+    "McpCheckTrigger",
+    "McpClient",
+    "McpConnection",
+    "McpConnectionStatus",
+    "McpConnectionType",
     "OutboxEvent",
     "Payment",
     "PaymentStatus",
@@ -44,6 +61,7 @@ __all__ = [
     "Persona",
     "Plan",
     "Project",
+    "ProjectChat",
     "ProjectStatus",
     "Purchase",
     "PurchaseStatus",

@@ -23,7 +23,7 @@ class ProjectOut(Schema):
     description: str
     prompt: str
     status: str
-    llm: str | None
+    llm: str | None = Field(description="Key of the project's model (`GET /api/llm/models`); null: `offline`")
     mcp_servers: list[str]
     files: list[Any] = Field(default_factory=list)
     metadata: dict[str, Any]

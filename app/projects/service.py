@@ -8,15 +8,26 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.permissions import Perm
-from app.core.errors import Conflict, Forbidden, NotFound
+from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.events import record_event
 from app.core.pagination import PageParams, apply_sort, paginate
 from app.core.principal import Principal
+from app.llm.service import llm_service
+from app.mcp.service import mcp_service
 from app.models import Project, ProjectStatus
 from app.projects.repository import project_repository
 from app.projects.schemas import ProjectCreate, ProjectOut, ProjectStatusUpdate, ProjectUpdate
 from app.projects.states import LISTED, marketplace_may_move, owner_may_move
 from app.users.service import user_service
+
+
+def _canonical_id(text: str) -> str:
+    """A UUID in its one text form (MCP client ids are compared as text in ``mcp_servers``)."""
+    try:
+        return str(UUID(text))
+    except ValueError:
+        return text
+
 
 _SORTABLE = {"createdAt": Project.created_at, "updatedAt": Project.updated_at, "name": Project.name}
 
@@ -91,13 +102,15 @@ class ProjectService:
 
     async def create(self, db: AsyncSession, actor: Principal, body: ProjectCreate) -> Project:
         await self._check_project_limit(db, actor.user_id)
+        if body.llm is not None:
+            await llm_service.ensure_selectable(db, body.llm)
         project = Project(
             user_id=actor.user_id,
             name=body.name,
             description=body.description,
             prompt=body.prompt,
             llm=body.llm,
-            mcp_servers=list(body.mcp_servers),
+            mcp_servers=await self._attachable_mcp_servers(db, body.mcp_servers),
             metadata_=body.metadata,
             status=ProjectStatus.DRAFT,
         )
@@ -126,6 +139,12 @@ class ProjectService:
         changes = body.model_dump(exclude_unset=True)
         for explicit_null in [k for k, v in changes.items() if v is None and k != "llm"]:
             changes.pop(explicit_null)
+        if changes.get("llm") is not None and changes["llm"] != project.llm:
+            await llm_service.ensure_selectable(db, changes["llm"])
+        if "mcp_servers" in changes:
+            changes["mcp_servers"] = await self._attachable_mcp_servers(
+                db, changes["mcp_servers"], attached=project.mcp_servers
+            )
         fields = []
         for field, value in changes.items():
             attr = "metadata_" if field == "metadata" else field
@@ -143,6 +162,38 @@ class ProjectService:
             )
         await db.flush()
         return project
+
+    @staticmethod
+    async def _attachable_mcp_servers(
+        db: AsyncSession, wanted: list[str], attached: list[str] | None = None
+    ) -> list[str]:
+        """``wanted`` without repeats, if every newly attached id is an active MCP client (one
+        already attached may stay while its client is inactive: chats skip it)."""
+        unique = list(dict.fromkeys(_canonical_id(client_id) for client_id in wanted))
+        new = [client_id for client_id in unique if client_id not in (attached or [])]
+        unusable = await mcp_service.unusable_ids(db, new)
+        if unusable:
+            raise ValidationFailed(
+                "Only active MCP clients can be attached (GET /api/mcp-clients/active lists them)",
+                code="mcp_clients_unavailable",
+                details={"ids": unusable},
+            )
+        return unique
+
+    async def detach_mcp_client(self, db: AsyncSession, actor_id: UUID, client_id: str) -> list[UUID]:
+        """For the MCP domain, deleting a client: remove it from every project using it."""
+        projects = await project_repository.using_mcp_client(db, client_id)
+        for project in projects:
+            project.mcp_servers = [other for other in project.mcp_servers if other != client_id]
+            project.updated_at = datetime.now(UTC)
+            await record_event(
+                db,
+                "project.updated",
+                actor_id=actor_id,
+                subject_id=project.id,
+                payload={"fields": ["mcpServers"]},
+            )
+        return [project.id for project in projects]
 
     async def delete(self, db: AsyncSession, actor: Principal, project_id: UUID) -> None:
         project = await self._get_changeable(db, actor, project_id)

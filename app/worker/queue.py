@@ -17,6 +17,8 @@ TASK_MODULES = [
     "app.auth.tasks",
     "app.revenue.tasks",
     "app.payments.tasks",
+    "app.mcp.tasks",
+    "app.files.tasks",
     "app.marketplace.service",
     "app.billing.service",
 ]

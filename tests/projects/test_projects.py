@@ -9,7 +9,8 @@ import pytest
 from app.core.db import commit, sessionmaker
 from app.models import ProjectStatus
 from app.projects.service import project_service
-from tests.factories import Account, create_project, events_of, signed_in
+from tests.factories import Account, create_mcp_client, create_project, events_of, signed_in
+from tests.llm.helpers import configure_model
 
 
 async def move(client: httpx.AsyncClient, owner: Account, project: UUID | str, *statuses: str) -> None:
@@ -37,12 +38,13 @@ async def test_builder_creates_a_draft_project_and_reads_it_back_in_camel_case(
     client: httpx.AsyncClient,
 ) -> None:
     builder = await signed_in(client, "builder")
+    crm, calendar = await create_mcp_client("CRM"), await create_mcp_client("Calendar")
     body = {
         "name": "Support bot",
         "description": "Answers billing questions",
         "prompt": "You are a helpful support agent.",
-        "llm": "gpt-4o-mini",
-        "mcpServers": ["crm", "calendar"],
+        "llm": "offline",
+        "mcpServers": [crm, calendar],
         "metadata": {"color": "teal", "tags": ["support"]},
     }
 
@@ -76,7 +78,7 @@ async def test_builder_creates_a_draft_project_and_reads_it_back_in_camel_case(
     assert event["payload"] == {
         "ownerId": str(builder.id),
         "name": "Support bot",
-        "llm": "gpt-4o-mini",
+        "llm": "offline",
         "status": "draft",
     }
 
@@ -147,6 +149,9 @@ async def test_update_changes_only_the_given_fields_and_the_event_lists_them(
     client: httpx.AsyncClient,
 ) -> None:
     owner = await signed_in(client, "builder")
+    for model in ("model-a", "model-b"):  # a project may only use a configured model
+        await configure_model(model)
+    crm, search = await create_mcp_client("CRM"), await create_mcp_client("Search")
     created = await client.post(
         "/api/projects",
         json={
@@ -154,7 +159,7 @@ async def test_update_changes_only_the_given_fields_and_the_event_lists_them(
             "description": "Keeps",
             "prompt": "Old prompt",
             "llm": "model-a",
-            "mcpServers": ["crm"],
+            "mcpServers": [crm],
             "metadata": {"a": 1},
         },
         headers=owner.headers,
@@ -163,7 +168,7 @@ async def test_update_changes_only_the_given_fields_and_the_event_lists_them(
 
     response = await client.put(
         f"/api/projects/{before['id']}",
-        json={"name": "Renamed", "prompt": "New prompt", "llm": "model-b", "mcpServers": ["crm", "search"]},
+        json={"name": "Renamed", "prompt": "New prompt", "llm": "model-b", "mcpServers": [crm, search]},
         headers=owner.headers,
     )
 
@@ -172,7 +177,7 @@ async def test_update_changes_only_the_given_fields_and_the_event_lists_them(
     changed = {k for k in before if before[k] != after[k]}
     assert changed == {"name", "prompt", "llm", "mcpServers", "updatedAt"}
     assert (after["name"], after["prompt"], after["llm"]) == ("Renamed", "New prompt", "model-b")
-    assert after["mcpServers"] == ["crm", "search"]
+    assert after["mcpServers"] == [crm, search]
     assert datetime.fromisoformat(after["updatedAt"]) > datetime.fromisoformat(before["updatedAt"])
     [event] = await events_of("project.updated")
     # Field names in events are the API's camelCase ones (docs/events.md).
@@ -182,6 +187,7 @@ async def test_update_changes_only_the_given_fields_and_the_event_lists_them(
 
 async def test_update_with_nothing_new_changes_nothing_and_writes_no_event(client: httpx.AsyncClient) -> None:
     owner = await signed_in(client, "builder")
+    await configure_model("model-a")  # a project may only use a configured model
     project = await create_project(owner, name="Same", llm="model-a", metadata={"a": 1})
     before = (await client.get(f"/api/projects/{project}", headers=owner.headers)).json()
 
@@ -195,6 +201,7 @@ async def test_update_with_nothing_new_changes_nothing_and_writes_no_event(clien
 
 async def test_llm_can_be_cleared_with_null_but_other_fields_ignore_null(client: httpx.AsyncClient) -> None:
     owner = await signed_in(client, "builder")
+    await configure_model("model-a")  # a project may only use a configured model
     project = await create_project(owner, name="Keeps its name", llm="model-a")
 
     response = await client.put(
