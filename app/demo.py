@@ -1,7 +1,10 @@
 """Demo data for ``make run``: an admin, builders, end users, projects in every state, listings
-and purchases (on the local provider, so sales, ledger entries and invoices exist too), and a
-week of widget usage for every purchase, so the analytics have something to show."""
+and purchases (on the local provider, so sales, ledger entries and invoices exist too), a week
+of widget usage for every purchase, so the analytics have something to show, and a help-centre
+knowledge file on every Support Copilot (the worker processes it; the offline model answers from
+it in the studio chat with no API key)."""
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -12,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.config import Settings
 from app.core.principal import Principal
 from app.core.usage import UsageBeacon, publish_usage
+from app.files.service import file_service
 from app.marketplace.schemas import PublishRequest, PurchaseRequest
 from app.marketplace.service import marketplace_service
 from app.models import ProjectStatus, User
@@ -78,6 +82,8 @@ async def seed_demo(db: AsyncSession, settings: Settings) -> list[DemoLogin]:
                     llm="offline",
                 ),
             )
+            if title == "Support Copilot":
+                await _demo_knowledge(db, settings, builder_actor, project.id)
             path = {
                 ProjectStatus.DRAFT: [],
                 ProjectStatus.IN_DEVELOPMENT: ["in_development"],
@@ -119,6 +125,53 @@ async def seed_demo(db: AsyncSession, settings: Settings) -> list[DemoLogin]:
             )
             await _demo_usage(db, settings, buyer.id, project_id)
     return logins
+
+
+HELP_CENTRE = """# Help centre
+
+## Delivery
+Orders leave our warehouse within two working days. Standard delivery takes three to five
+working days; express delivery arrives the next working day when ordered before 2 pm.
+
+## Returns and refunds
+You can return any item within 30 days of delivery for a full refund. Items must be unused and
+in their original packaging. Refunds reach your card within five working days of the return
+arriving. Shipping costs are refunded only when the item was faulty.
+
+## Warranty
+Every product carries a two year warranty against manufacturing defects. To claim, send the
+order number and a photo of the fault to support@shop.example.
+
+## Opening hours
+Support answers by chat and email from 8 am to 6 pm, Monday to Friday.
+"""
+
+
+async def _demo_knowledge(db: AsyncSession, settings: Settings, owner: Principal, project_id: UUID) -> None:
+    """Uploaded through the same streamed path as ``POST /api/files/upload`` and queued for
+    processing (the worker started by ``bazaar dev`` runs it)."""
+    boundary = "bazaar-demo-boundary"
+    body = (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="projectId"\r\n\r\n{project_id}\r\n'
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="file"; filename="help-centre.md"\r\n'
+        "Content-Type: text/markdown\r\n\r\n"
+        f"{HELP_CENTRE}\r\n"
+        f"--{boundary}--\r\n"
+    ).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield body
+
+    await file_service.upload(
+        db,
+        settings,
+        owner,
+        content_type=f"multipart/form-data; boundary={boundary}",
+        content_length=len(body),
+        body=chunks(),
+    )
 
 
 async def _demo_usage(db: AsyncSession, settings: Settings, end_user_id: UUID, project_id: UUID) -> None:

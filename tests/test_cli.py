@@ -5,13 +5,16 @@ import subprocess
 import sys
 
 from tests.factories import create_user, events_of, login
+from tests.files.steps import run_worker
 
 DEMO_PASSWORD = "bazaar-demo-pass"
 
 
-def bazaar(database_url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def bazaar(
+    database_url: str, *args: str, stdin: str | None = None, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env.update(DATABASE_URL=database_url, LOG_LEVEL="WARNING")
+    env.update(DATABASE_URL=database_url, LOG_LEVEL="WARNING", **extra_env)
     return subprocess.run(
         [sys.executable, "-m", "app", *args],
         env=env,
@@ -49,8 +52,10 @@ async def test_create_admin_refuses_a_short_password(client, database_url):
     assert response.status_code == 401
 
 
-async def test_seed_demo_prints_logins_that_work_and_runs_only_once_with_if_empty(client, database_url):
-    result = bazaar(database_url, "seed-demo", "--if-empty")
+async def test_seed_demo_prints_logins_that_work_and_runs_only_once_with_if_empty(
+    client, database_url, settings
+):
+    result = bazaar(database_url, "seed-demo", "--if-empty", FILES_DIR=str(settings.local_files_dir()))
     assert result.returncode == 0, result.stderr
     emails = [line.split()[-1] for line in result.stdout.splitlines() if line.startswith("  ")]
     assert len(emails) >= 5
@@ -76,6 +81,22 @@ async def test_seed_demo_prints_logins_that_work_and_runs_only_once_with_if_empt
     widgets_of_sam = {b["widget_id"] for b in usage if b["end_user_id"] in shops}
     assert len(widgets_of_sam) == 2
     assert len({b["received_at"][:10] for b in usage}) == 7
+    # The Support Copilot has a help centre queued for processing; once the worker has run, the
+    # offline model (no API key) answers from it in the studio chat.
+    ada = {"Authorization": f"Bearer {builder['accessToken']}"}
+    [copilot] = [p for p in projects.json()["items"] if p["name"] == "Support Copilot"]
+    [knowledge] = copilot["files"]
+    assert (knowledge["name"], knowledge["status"]) == ("help-centre.md", "queued")
+    await run_worker(settings)
+    answer = await client.post(
+        f"/api/projects/{copilot['id']}/chat",
+        json={"message": "How many days do I have to return an item for a refund?"},
+        headers=ada,
+    )
+    assert answer.status_code == 200, answer.text
+    message = answer.json()["message"]
+    assert "30 days" in message["content"]
+    assert message["metadata"]["citations"][0]["fileName"] == "help-centre.md"
 
     again = bazaar(database_url, "seed-demo", "--if-empty")
     assert again.returncode == 0

@@ -156,7 +156,9 @@ class Settings(BaseSettings):
     file_storage: Literal["local", "s3"] = Field(
         "local", description="Where uploaded knowledge files go: `local` (under `FILES_DIR`) or `s3`."
     )
-    files_dir: Path = Field(Path("var/files"), description="Folder of the `local` file storage.")
+    files_dir: Path | None = Field(
+        None, description="Folder of the `local` file storage. Unset: `files/` under `VAR_DIR`."
+    )
     s3_bucket: str | None = Field(None, description="Bucket of the `s3` file storage.")
     s3_endpoint_url: str | None = Field(
         None, description="Endpoint of an S3-compatible store (MinIO, R2...). Unset: AWS."
@@ -226,6 +228,9 @@ class Settings(BaseSettings):
             path.write_text(secrets.token_urlsafe(48))
             path.chmod(0o600)
         return path.read_text().strip()
+
+    def local_files_dir(self) -> Path:
+        return self.files_dir if self.files_dir is not None else self.var_dir / "files"
 
     def encryption_key_value(self) -> bytes:
         if self.encryption_key is not None:

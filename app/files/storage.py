@@ -213,4 +213,4 @@ def storage_for(settings: Settings) -> FileStorage:
         if ident not in _cache:
             _cache[ident] = S3Storage(settings)
         return _cache[ident]
-    return LocalStorage(settings.files_dir)
+    return LocalStorage(settings.local_files_dir())

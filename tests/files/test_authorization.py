@@ -146,7 +146,7 @@ async def test_someone_elses_file_looks_exactly_like_a_missing_one(client: httpx
 
 
 def stored_objects() -> list[Path]:
-    return [p for p in runtime().settings.files_dir.rglob("*") if p.is_file()]
+    return [p for p in runtime().settings.local_files_dir().rglob("*") if p.is_file()]
 
 
 async def test_uploading_into_someone_elses_project_stores_nothing(client: httpx.AsyncClient) -> None:

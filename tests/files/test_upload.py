@@ -19,7 +19,7 @@ FREE_PLAN_MAX_BYTES = 10 * 1024 * 1024
 
 
 def stored_objects(settings: Settings) -> list[Path]:
-    return sorted(p for p in settings.files_dir.rglob("*") if p.is_file())
+    return sorted(p for p in settings.local_files_dir().rglob("*") if p.is_file())
 
 
 def multipart_body(boundary: str, parts: list[tuple[str, str | None, bytes]]) -> list[bytes]:
