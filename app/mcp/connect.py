@@ -6,6 +6,7 @@ variables substituted. ``connect`` enters the SDK's context managers on the call
 ``check_connection`` runs one bounded check: connect, initialise, list the tools.
 """
 
+import os
 import re
 import shutil
 import time
@@ -29,9 +30,73 @@ from app.mcp.ssrf import GuardedNetworkBackend, UnsafeUrl, parse_remote_url
 VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 MAX_ERROR_CHARS = 1000
 MAX_TOOLS = 500
+MAX_TOOL_NAME_CHARS = 200
+MAX_TOOL_DESCRIPTION_CHARS = 500
 # An SSE stream may stay quiet between server messages; each request has its own deadline.
 SSE_READ_TIMEOUT_SECONDS = 300.0
 CLIENT_INFO = Implementation(name="bazaar", version=version("bazaar"))
+
+
+# For stdio the custom variables become the server process's environment. Names that decide which
+# program runs or what it loads before its own code (the dynamic linker, interpreters' startup
+# hooks and search paths, shells, dotfiles under HOME, npm and git settings) would turn one
+# allow-listed command into any program, so only plain upper-case names outside these are taken.
+ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+RESERVED_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "SHELL",
+        "ENV",
+        "BASH_ENV",
+        "IFS",
+        "CDPATH",
+        "PS4",
+        "PROMPT_COMMAND",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "GLOBIGNORE",
+        "GCONV_PATH",
+        "LOCPATH",
+        "NLSPATH",
+        "HOSTALIASES",
+        "CLASSPATH",
+        "TCLLIBPATH",
+    }
+)
+RESERVED_ENV_PREFIXES = (
+    "LD_",
+    "DYLD_",
+    "PYTHON",
+    "PERL",
+    "RUBY",
+    "GEM_",
+    "BUNDLE_",
+    "NODE_",
+    "NPM_CONFIG_",
+    "JAVA_",
+    "JDK_",
+    "GIT_",
+    "XDG_",
+    "LUA_",
+    "BASH_FUNC_",
+)
+
+
+def reserved_env_names(names: Iterable[str]) -> list[str]:
+    """Those of ``names`` a stdio server's environment must not take (see ``ENV_NAME``)."""
+    return sorted(
+        name
+        for name in set(names)
+        if not ENV_NAME.match(name) or name in RESERVED_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIXES)
+    )
+
+
+def clean_text(text: str, max_chars: int) -> str:
+    """Untrusted text made storable: no NUL (Postgres text and JSONB refuse it), no lone
+    surrogates (not encodable as UTF-8), at most ``max_chars``."""
+    text = text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return text[:max_chars]
 
 
 class ConnectFailed(Exception):
@@ -60,6 +125,18 @@ def command_allowed(command: str, allowed: Sequence[str]) -> bool:
     """A stdio command must be on the allow-list exactly, as the path or the executable name
     given there (``npx`` allows ``npx`` found on PATH, not ``/tmp/npx``)."""
     return command in allowed
+
+
+def resolve_command(command: str, allowed: Sequence[str]) -> str:
+    """The absolute path of the allow-listed ``command``, looked up on the Bazaar process's own
+    PATH: the program the allow-list entry names here, whatever environment the server process
+    gets. Raises ``ConnectFailed``."""
+    if not command_allowed(command, allowed):
+        raise ConnectFailed(f"The command {command!r} is not on MCP_STDIO_ALLOWED_COMMANDS")
+    found = shutil.which(command)
+    if found is None:
+        raise ConnectFailed(f"The command {command!r} is not installed")
+    return os.path.abspath(found)
 
 
 @dataclass(frozen=True)
@@ -139,7 +216,7 @@ def describe(exc: BaseException) -> str:
         if isinstance(leaf, ConnectFailed):
             text = str(leaf)
         elif isinstance(leaf, MCPError):
-            text = f"MCP error {leaf.code}: {leaf.message}"
+            text = f"MCP error {leaf.code}: {clean_text(leaf.message, MAX_ERROR_CHARS)}"
         elif isinstance(leaf, httpx2.HTTPStatusError):
             text = f"HTTP {leaf.response.status_code} from the server"
         elif isinstance(leaf, httpx2.TransportError | OSError):
@@ -150,6 +227,7 @@ def describe(exc: BaseException) -> str:
             )
         else:
             text = f"{type(leaf).__name__}: {leaf}" if str(leaf) else type(leaf).__name__
+        text = clean_text(text, MAX_ERROR_CHARS)
         if text not in parts:
             parts.append(text)
     return "; ".join(parts) or type(exc).__name__
@@ -231,13 +309,13 @@ async def _enter_sse(stack: AsyncExitStack, spec: ConnectionSpec, settings: Sett
 
 
 async def _enter_stdio(stack: AsyncExitStack, spec: ConnectionSpec, settings: Settings) -> Client:
-    command = spec.command or ""
-    # Checked again here: the allow-list may have shrunk since the client was saved.
-    if not command_allowed(command, settings.mcp_stdio_allowed_commands):
-        raise ConnectFailed(f"The command {command!r} is not on MCP_STDIO_ALLOWED_COMMANDS")
-    if shutil.which(command) is None:
-        raise ConnectFailed(f"The command {command!r} is not installed")
-    params = StdioServerParameters(command=command, args=list(spec.args), env=dict(spec.env))
+    # Checked again here: the allow-list may have shrunk, or the client was saved before a rule.
+    path = resolve_command(spec.command or "", settings.mcp_stdio_allowed_commands)
+    reserved = reserved_env_names(spec.env)
+    if reserved:
+        raise ConnectFailed(f"Custom variables not allowed in a stdio environment: {', '.join(reserved)}")
+    # The absolute path: the SDK would look a bare name up on the server process's PATH.
+    params = StdioServerParameters(command=path, args=list(spec.args), env=dict(spec.env))
     return await stack.enter_async_context(_client(params, settings))
 
 
@@ -284,7 +362,11 @@ async def list_tools(client: Client) -> list[Any]:
 
 
 def tool_summary(tool: Any) -> dict[str, Any]:
-    return {"name": tool.name, "description": (tool.description or "")[:500]}
+    """A tool's name and description as stored with a check (the server's text, made storable)."""
+    return {
+        "name": clean_text(tool.name, MAX_TOOL_NAME_CHARS),
+        "description": clean_text(tool.description or "", MAX_TOOL_DESCRIPTION_CHARS),
+    }
 
 
 async def check_connection(spec: ConnectionSpec, settings: Settings) -> CheckOutcome:

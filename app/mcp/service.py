@@ -25,11 +25,16 @@ from app.core.events import record_event
 from app.core.pagination import PageParams, apply_sort, paginate
 from app.core.principal import Principal
 from app.mcp.connect import (
+    MAX_ERROR_CHARS,
+    MAX_TOOL_DESCRIPTION_CHARS,
+    MAX_TOOL_NAME_CHARS,
     CheckOutcome,
     ConnectionSpec,
     check_connection,
+    clean_text,
     command_allowed,
     referenced_variables,
+    reserved_env_names,
     substitute,
 )
 from app.mcp.repository import mcp_repository
@@ -192,6 +197,15 @@ class McpService:
                     f"The command {config.command!r} is not allowed (MCP_STDIO_ALLOWED_COMMANDS)",
                     code="mcp_command_not_allowed",
                     details={"command": config.command, "allowed": list(settings.mcp_stdio_allowed_commands)},
+                )
+            reserved = reserved_env_names(config.variables)
+            if reserved:
+                raise ValidationFailed(
+                    "A stdio client's customVars are its server's environment: names must be upper "
+                    "case (A-Z, 0-9, _) and not one that decides which program runs or what it loads "
+                    f"({', '.join(reserved)})",
+                    code="mcp_reserved_variable",
+                    details={"names": reserved},
                 )
             used = {name for arg in config.args for name in referenced_variables(arg)}
         else:
@@ -424,11 +438,17 @@ class McpService:
             variables=self._secrets(settings, client.custom_vars_encrypted),
         )
 
-    async def _check(self, settings: Settings, client: McpClient) -> CheckOutcome:
+    def _spec_or_failure(self, settings: Settings, client: McpClient) -> ConnectionSpec | CheckOutcome:
         try:
-            spec = self.spec(settings, client)
+            return self.spec(settings, client)
         except ValueError as exc:  # undecryptable secrets, a variable gone missing
             return CheckOutcome(connected=False, latency_ms=0, error=str(exc))
+
+    @staticmethod
+    async def _check(settings: Settings, spec: ConnectionSpec | CheckOutcome) -> CheckOutcome:
+        """Run the check (no database work: callers hold no connection meanwhile)."""
+        if isinstance(spec, CheckOutcome):
+            return spec
         return await check_connection(spec, settings)
 
     async def _record_check(
@@ -439,17 +459,25 @@ class McpService:
         trigger: McpCheckTrigger,
         actor_id: UUID | None,
     ) -> tuple[McpConnection, McpConnection | None]:
-        """Store a check; returns it and the check before it (None for the first)."""
+        """Store a check; returns it and the check before it (None for the first). Tool names,
+        descriptions and errors come from the server: they are cleaned to be storable."""
         previous = (await mcp_repository.latest_connections(db, [client.id])).get(client.id)
         now = datetime.now(UTC)
+        tools = [
+            {
+                "name": clean_text(str(tool.get("name", "")), MAX_TOOL_NAME_CHARS),
+                "description": clean_text(str(tool.get("description", "")), MAX_TOOL_DESCRIPTION_CHARS),
+            }
+            for tool in outcome.tools
+        ]
         row = McpConnection(
             client_id=client.id,
             status=McpConnectionStatus.CONNECTED if outcome.connected else McpConnectionStatus.FAILED,
             trigger=trigger,
             transport=outcome.transport,
             latency_ms=outcome.latency_ms,
-            tools=outcome.tools,
-            error=outcome.error,
+            tools=tools,
+            error=clean_text(outcome.error, MAX_ERROR_CHARS) if outcome.error is not None else None,
             actor_id=actor_id,
             checked_at=now,
             last_connected_at=now
@@ -476,9 +504,16 @@ class McpService:
         self, db: AsyncSession, settings: Settings, actor: Principal, client_id: UUID
     ) -> McpConnectionOut:
         """Connect, initialise and list the tools now; the outcome is stored and returned (a
-        failure is an outcome, not an error)."""
-        client = await self._get(db, client_id)
-        outcome = await self._check(settings, client)
+        failure is an outcome, not an error).
+
+        The request's transaction is committed before connecting, so no database connection is
+        held while the server takes its time (up to ``mcp_call_timeout_seconds``); a client
+        deleted meanwhile is a 404."""
+        spec = self._spec_or_failure(settings, await self._get(db, client_id))
+        await commit(db)
+        outcome = await self._check(settings, spec)
+        # Locked: concurrent checks of one client record one after the other.
+        client = await self._get(db, client_id, for_update=True)
         row, _ = await self._record_check(db, client, outcome, McpCheckTrigger.TEST, actor.user_id)
         await record_event(
             db,
@@ -491,44 +526,48 @@ class McpService:
 
     async def check_health(self, settings: Settings) -> int:
         """Check every active client (concurrently, no database connection held meanwhile) and
-        store the outcomes. A client whose previous check connected and this one failed records
-        ``mcp_client.health_failed``. Returns the number of clients checked."""
+        store the outcomes, each client in its own transaction: one that cannot be recorded is
+        logged and does not stop the others. A client whose previous check connected and this
+        one failed records ``mcp_client.health_failed``. Returns the number of clients checked."""
         async with sessionmaker()() as db:
-            clients = await mcp_repository.all_active(db)
+            specs = {c.id: self._spec_or_failure(settings, c) for c in await mcp_repository.all_active(db)}
         outcomes: dict[UUID, CheckOutcome] = {}
         limiter = anyio.CapacityLimiter(HEALTH_CONCURRENCY)
 
-        async def check(client: McpClient) -> None:
+        async def check(client_id: UUID, spec: ConnectionSpec | CheckOutcome) -> None:
             async with limiter:
-                outcomes[client.id] = await self._check(settings, client)
+                outcomes[client_id] = await self._check(settings, spec)
 
         async with anyio.create_task_group() as tg:
-            for client in clients:
-                tg.start_soon(check, client)
-        async with sessionmaker()() as db:
-            for client_id, outcome in outcomes.items():
-                # Locked: a concurrent check of the same client records after this one.
-                current = await mcp_repository.get(db, client_id, for_update=True)
-                if current is None or not current.is_active:
-                    continue
-                row, previous = await self._record_check(db, current, outcome, McpCheckTrigger.HEALTH, None)
-                if (
-                    not outcome.connected
-                    and previous is not None
-                    and previous.status == McpConnectionStatus.CONNECTED
-                ):
-                    logger.warning(
-                        "MCP client stopped answering", extra={"clientId": str(client_id), "error": row.error}
-                    )
-                    await record_event(
-                        db,
-                        "mcp_client.health_failed",
-                        actor_id=None,
-                        subject_id=client_id,
-                        payload={"name": current.name, **self._check_payload(row)},
-                    )
-            await commit(db)
+            for client_id, spec in specs.items():
+                tg.start_soon(check, client_id, spec)
+        for client_id, outcome in outcomes.items():
+            try:
+                async with sessionmaker()() as db:
+                    await self._record_health(db, client_id, outcome)
+                    await commit(db)
+            except Exception:
+                logger.exception("MCP health check not recorded", extra={"clientId": str(client_id)})
         return len(outcomes)
+
+    async def _record_health(self, db: AsyncSession, client_id: UUID, outcome: CheckOutcome) -> None:
+        # Locked: a concurrent check of the same client records after this one.
+        current = await mcp_repository.get(db, client_id, for_update=True)
+        if current is None or not current.is_active:
+            return
+        row, previous = await self._record_check(db, current, outcome, McpCheckTrigger.HEALTH, None)
+        stopped = previous is not None and previous.status == McpConnectionStatus.CONNECTED
+        if stopped and not outcome.connected:
+            logger.warning(
+                "MCP client stopped answering", extra={"clientId": str(client_id), "error": row.error}
+            )
+            await record_event(
+                db,
+                "mcp_client.health_failed",
+                actor_id=None,
+                subject_id=client_id,
+                payload={"name": current.name, **self._check_payload(row)},
+            )
 
     # --- for other domains -----------------------------------------------------------------------
 

@@ -7,16 +7,22 @@
     STDIO_COMMAND, stdio_args("orders")                  # run this file as a stdio MCP server
 
     with HangingHttpServer() as server:                  # accepts connections, never answers
-        server.url
+        server.url                                       # (until server.release(): then 503s)
+
+    with ErroringMcpServer(message) as server:           # answers every JSON-RPC call with an
+        server.url                                       # error carrying ``message``
 
 The tools are deterministic: ``lookup_order(order_id)``, ``slow(seconds)``, ``fail()``,
-``big_output(n)`` and ``whoami()`` (the server's name, process id, argv and ``FAKE_MCP_*``
-environment, so tests can see what a client substituted and whether the process is gone).
+``big_output(n)`` and ``whoami()`` (the server's name, process id, how it was launched, argv and
+``FAKE_MCP_*`` environment, so tests can see what a client substituted and whether the process is
+gone). A server named ``hostile`` also offers ``odd_text``, whose description holds a NUL
+character and runs past any sane length (``HOSTILE_DESCRIPTION``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import sys
@@ -42,6 +48,7 @@ ORDERS: dict[str, dict[str, Any]] = {
 
 STDIO_COMMAND = sys.executable
 SCRIPT = os.path.abspath(__file__)
+HOSTILE_DESCRIPTION = "Reads\x00odd text. " + "x" * 2000
 
 
 def stdio_args(name: str = "orders", *extra: str) -> list[str]:
@@ -75,7 +82,14 @@ def build_server(name: str = "orders") -> MCPServer:
     @server.tool(description="Who this server is and how it was started.")
     def whoami() -> str:
         env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("FAKE_MCP_")}
-        return f"name={name} pid={os.getpid()} argv={sys.argv[1:]} env={env}"
+        launched = sys.orig_argv[0]  # the program as the parent named it
+        return f"name={name} pid={os.getpid()} launched={launched} argv={sys.argv[1:]} env={env}"
+
+    if name == "hostile":
+
+        @server.tool(description=HOSTILE_DESCRIPTION)
+        def odd_text() -> str:
+            return "odd"
 
     return server
 
@@ -202,9 +216,36 @@ class HangingHttpServer(_UvicornThread):
 
         return Starlette(routes=[Route("/{path:path}", hang, methods=["GET", "POST", "DELETE"])])
 
+    def release(self) -> None:
+        """Answer every waiting and later request (503)."""
+        self._release.set()
+
     def stop(self) -> None:
         self._release.set()
         super().stop()
+
+
+class ErroringMcpServer(_UvicornThread):
+    """Speaks JSON-RPC over HTTP (the streamable transport's JSON answers) and answers every
+    request with the error ``message``, as a broken or hostile MCP server might."""
+
+    path = "/mcp"
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+    def app(self) -> ASGIApp:
+        async def answer(request: Request) -> Response:
+            if request.method != "POST":
+                return Response(status_code=405)
+            call = json.loads(await request.body())
+            if "id" not in call:  # a notification: nothing to answer
+                return Response(status_code=202)
+            error = {"code": -32603, "message": self.message}
+            return JSONResponse({"jsonrpc": "2.0", "id": call["id"], "error": error})
+
+        return Starlette(routes=[Route("/{path:path}", answer, methods=["GET", "POST", "DELETE"])])
 
 
 if __name__ == "__main__":

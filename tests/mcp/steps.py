@@ -25,6 +25,5 @@ async def stdio_client(
     client: httpx.AsyncClient, admin: Account, *, name: str = "Local orders", **body: Any
 ) -> dict[str, Any]:
     body.setdefault("args", stdio_args("orders"))
-    return await create_client(
-        client, admin, name=name, connectionType="stdio", command=STDIO_COMMAND, **body
-    )
+    body.setdefault("command", STDIO_COMMAND)
+    return await create_client(client, admin, name=name, connectionType="stdio", **body)

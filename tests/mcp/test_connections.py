@@ -2,8 +2,10 @@
 
 from typing import Any
 
+import anyio
 import httpx
 import pytest
+from sqlalchemy import text
 
 from app.core.config import Settings
 from app.core.db import sessionmaker
@@ -12,7 +14,14 @@ from app.llm.types import ToolCall
 from app.mcp.service import mcp_service
 from app.mcp.toolset import open_toolset
 from tests.factories import events_of, signed_in
-from tests.fakes.mcp_servers import STDIO_COMMAND, HangingHttpServer, McpHttpServer, stdio_args
+from tests.fakes.mcp_servers import (
+    HOSTILE_DESCRIPTION,
+    STDIO_COMMAND,
+    ErroringMcpServer,
+    HangingHttpServer,
+    McpHttpServer,
+    stdio_args,
+)
 from tests.mcp.conftest import LOCAL, TOKEN
 from tests.mcp.steps import remote_client, stdio_client
 
@@ -183,7 +192,139 @@ async def test_inactive_clients_can_be_tested_before_they_are_switched_on(
     assert check["status"] == "connected"
 
 
+async def test_a_nul_character_in_a_tool_description_is_dropped_and_the_check_is_kept(
+    client: httpx.AsyncClient,
+) -> None:
+    admin = await signed_in(client, "super_admin")
+    created = await stdio_client(client, admin, name="Hostile", args=stdio_args("hostile"))
+
+    check = await check_now(client, admin.headers, created["id"])
+
+    assert check["status"] == "connected", check
+    [odd] = [t for t in check["tools"] if t["name"] == "odd_text"]
+    assert odd["description"] == HOSTILE_DESCRIPTION.replace("\x00", "")[:500]
+    fetched = await client.get(f"/api/mcp-clients/{created['id']}", headers=admin.headers)
+    assert fetched.json()["lastConnection"] == check
+    [event] = await events_of("mcp_client.tested")
+    assert event["payload"]["toolCount"] == len(TOOLS) + 1
+
+
+async def test_a_nul_character_in_a_servers_error_is_dropped_and_the_failure_is_kept(
+    client: httpx.AsyncClient,
+) -> None:
+    admin = await signed_in(client, "super_admin")
+    with ErroringMcpServer("the\x00 database is gone") as server:
+        created = await remote_client(client, admin, server.url)
+
+        check = await check_now(client, admin.headers, created["id"])
+
+    assert check["status"] == "failed"
+    assert check["error"] == "MCP error -32603: the database is gone"
+    [event] = await events_of("mcp_client.tested")
+    assert event["payload"]["error"] == check["error"]
+
+
+async def transactions_left_open() -> list[str]:
+    """What the sessions of the test database that sit idle inside a transaction last ran."""
+    async with sessionmaker()() as db:
+        rows = await db.execute(
+            text(
+                "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+            )
+        )
+        return list(rows.scalars())
+
+
+async def until_requested(server: HangingHttpServer) -> None:
+    with anyio.fail_after(10):
+        while not server.requests:
+            await anyio.sleep(0.01)
+
+
+async def test_testing_a_connection_holds_no_database_transaction_while_the_server_answers(
+    client: httpx.AsyncClient,
+) -> None:
+    admin = await signed_in(client, "super_admin")
+    checks: list[Any] = []
+    with HangingHttpServer() as server:
+        created = await remote_client(client, admin, server.url)
+
+        async def test_it() -> None:
+            checks.append(await check_now(client, admin.headers, created["id"]))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(test_it)
+            await until_requested(server)
+            held = await transactions_left_open()
+            server.release()
+
+    assert held == []
+    [check] = checks
+    assert (check["status"], check["error"]) == ("failed", "HTTP 503 from the server")
+
+
 # --- the health job --------------------------------------------------------------------------
+
+
+async def test_the_health_job_holds_no_database_transaction_while_servers_answer(
+    client: httpx.AsyncClient,
+) -> None:
+    admin = await signed_in(client, "super_admin")
+    with HangingHttpServer() as server:
+        created = await remote_client(client, admin, server.url)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(mcp_service.check_health, runtime().settings)
+            await until_requested(server)
+            held = await transactions_left_open()
+            server.release()
+
+    assert held == []
+    fetched = await client.get(f"/api/mcp-clients/{created['id']}", headers=admin.headers)
+    assert fetched.json()["lastConnection"]["error"] == "HTTP 503 from the server"
+
+
+async def test_a_check_the_database_refuses_does_not_stop_the_health_records_of_other_clients(
+    client: httpx.AsyncClient, streamable_server: McpHttpServer
+) -> None:
+    admin = await signed_in(client, "super_admin")
+    refused = await remote_client(client, admin, streamable_server.url, name="Refused")
+    healthy = await remote_client(client, admin, streamable_server.url, name="Healthy")
+    hostile = await stdio_client(client, admin, name="Hostile", args=stdio_args("hostile"))
+    async with sessionmaker()() as db:
+        # The database refuses this one client's checks (as a full disk or a constraint would).
+        await db.execute(
+            text(
+                "CREATE FUNCTION test_refuse_check() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.client_id = '{refused['id']}' THEN RAISE EXCEPTION 'refused'; END IF; "
+                "RETURN NEW; END $$"
+            )
+        )
+        await db.execute(
+            text(
+                "CREATE TRIGGER test_refuse_check BEFORE INSERT ON mcp_connections "
+                "FOR EACH ROW EXECUTE FUNCTION test_refuse_check()"
+            )
+        )
+        await db.commit()
+    try:
+        checked = await mcp_service.check_health(runtime().settings)
+    finally:
+        async with sessionmaker()() as db:
+            await db.execute(text("DROP TRIGGER test_refuse_check ON mcp_connections"))
+            await db.execute(text("DROP FUNCTION test_refuse_check()"))
+            await db.commit()
+
+    assert checked == 3
+    last = {}
+    for created in (refused, healthy, hostile):
+        fetched = await client.get(f"/api/mcp-clients/{created['id']}", headers=admin.headers)
+        last[created["name"]] = fetched.json()["lastConnection"]
+    assert last["Refused"] is None
+    assert (last["Healthy"]["status"], last["Healthy"]["trigger"]) == ("connected", "health")
+    assert last["Hostile"]["status"] == "connected"  # its NUL-bearing description was cleaned
+    assert last["Hostile"]["metrics"]["toolCount"] == len(TOOLS) + 1
 
 
 async def test_the_health_job_checks_active_clients_and_reports_a_failure_once(
