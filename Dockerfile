@@ -27,6 +27,7 @@ COPY migrations/ migrations/
 COPY app/ app/
 COPY pipelines/ pipelines/
 COPY dbt/ dbt/
+COPY widget/ widget/
 RUN uv sync --locked --no-dev --no-cache
 
 # The dbt manifest the Dagster code location loads, made once here rather than at every start.
