@@ -55,16 +55,31 @@ class ChatRepository:
         return list((await db.execute(stmt)).scalars())
 
     async def history(self, db: AsyncSession, chat_id: UUID, limit: int) -> list[ChatMessage]:
-        """The last ``limit`` messages worth sending to a model (failed answers left out), oldest first."""
+        """At most the last ``limit`` messages worth sending to a model, oldest first, starting
+        with a question. Failed and empty answers are left out: models refuse an empty
+        assistant turn (Anthropic), which would break the conversation for good."""
         if limit <= 0:
             return []
+        empty_answer = (ChatMessage.role == "assistant") & ChatMessage.content.regexp_match(r"^\s*$")
         stmt = (
             select(ChatMessage)
-            .where(ChatMessage.chat_id == chat_id, ~ChatMessage.metadata_.has_key("error"))
+            .where(ChatMessage.chat_id == chat_id, ~ChatMessage.metadata_.has_key("error"), ~empty_answer)
             .order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
             .limit(limit)
         )
-        return list(reversed((await db.execute(stmt)).scalars().all()))
+        messages = list(reversed((await db.execute(stmt)).scalars().all()))
+        while messages and messages[0].role != "user":
+            messages.pop(0)
+        return messages
+
+    async def last_message(self, db: AsyncSession, chat_id: UUID) -> ChatMessage | None:
+        stmt = (
+            select(ChatMessage)
+            .where(ChatMessage.chat_id == chat_id)
+            .order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
+            .limit(1)
+        )
+        return (await db.execute(stmt)).scalar_one_or_none()
 
     async def delete_chat(self, db: AsyncSession, chat_id: UUID) -> None:
         await db.execute(delete(ChatMessage).where(ChatMessage.chat_id == chat_id))

@@ -28,11 +28,14 @@ _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_calls"
 
 def wire_request(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
     """(system prompt, messages): consecutive tool results merge into one user turn, as the API
-    wants turns to alternate."""
+    wants turns to alternate; an assistant turn with no text and no tool call is left out (the API
+    refuses empty content, and would refuse the whole conversation from then on)."""
     system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content)
     wire: list[dict[str, Any]] = []
     for message in messages:
         if message.role == "system":
+            continue
+        if message.role == "assistant" and not message.content.strip() and not message.tool_calls:
             continue
         if message.role == "tool":
             block: dict[str, Any] = {
@@ -48,7 +51,7 @@ def wire_request(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
                 wire.append({"role": "user", "content": [block]})
         elif message.role == "assistant" and message.tool_calls:
             blocks: list[dict[str, Any]] = (
-                [{"type": "text", "text": message.content}] if message.content else []
+                [{"type": "text", "text": message.content}] if message.content.strip() else []
             )
             blocks += [
                 {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}
@@ -96,10 +99,11 @@ class AnthropicProvider:
         calls: list[ToolCall] = []
         stop: str | None = None
         finished = False
+        deadline = self._policy.deadline()
         async with open_stream(
-            self.name, self._url, headers=self._headers, body=body, policy=self._policy
+            self.name, self._url, headers=self._headers, body=body, policy=self._policy, deadline=deadline
         ) as r:
-            async for _, data in sse_events(r, self.name, self._policy.timeout_seconds):
+            async for _, data in sse_events(r, self.name, self._policy, deadline):
                 event = json_object(self.name, data)
                 kind = event.get("type")
                 if kind == "message_start":

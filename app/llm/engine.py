@@ -4,7 +4,9 @@
 each call goes to the toolset, the results are fed back, and the model is asked again, at most
 ``max_tool_steps`` times. The last permitted call keeps the tools described (the history refers
 to them) but asks for a plain answer (``tool_choice="none"``); a model that calls tools anyway
-is not obeyed. Tokens are summed over every LLM call of the turn.
+is not obeyed. Tokens are summed over every LLM call of the turn, in a ``TurnStats`` the caller
+may own: a turn cut short (its task cancelled) still knows what it used, the LLM call under way
+counted by ``settle_interrupted`` with an estimate (providers report usage only at the end).
 """
 
 import time
@@ -12,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from app.llm.providers import ChatProvider, ModelRoute
+from app.llm.providers import ChatProvider, ModelRoute, count_tokens
 from app.llm.types import Citation, Message, TextDelta, ToolCall, ToolCallEvent, ToolResult, ToolSpec, Usage
 
 PREVIEW_CHARS = 1000
@@ -41,9 +43,19 @@ class TurnStats:
     latency_ms: int = 0
     stopped_at_step_limit: bool = False
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    # The LLM call under way (until it reports its usage): its prompt, estimated, and its text.
+    pending_input_tokens: int = 0
+    pending_text: list[str] = field(default_factory=list)
 
     def elapsed_ms(self) -> int:
         return round((time.perf_counter() - self.started) * 1000)
+
+    def settle_interrupted(self) -> None:
+        """Count the LLM call that was cut short (estimated) and stop the clock."""
+        self.input_tokens += self.pending_input_tokens
+        self.output_tokens += count_tokens("".join(self.pending_text))
+        self.pending_input_tokens, self.pending_text = 0, []
+        self.latency_ms = self.elapsed_ms()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +87,12 @@ async def run_turn(
     knowledge: Sequence[Citation],
     max_tool_steps: int,
     started: float,
+    stats: TurnStats | None = None,
 ) -> AsyncIterator[TurnEvent]:
     """Events of one turn, ending with ``TurnDone``. ``messages`` grows with the tool round
-    trips. Provider failures raise ``ProviderError``."""
-    stats = TurnStats(started=started)
+    trips; ``stats`` (new when not given) is kept up to date as they happen. Provider failures
+    raise ``ProviderError``."""
+    stats = TurnStats(started=started) if stats is None else stats
     offered = tools.tools if max_tool_steps > 0 else []
     text: list[str] = []
     step = 0
@@ -87,6 +101,8 @@ async def run_turn(
         calls: list[ToolCall] = []
         step_text: list[str] = []
         stats.llm_calls += 1
+        stats.pending_input_tokens = count_tokens(" ".join(m.content for m in messages))
+        stats.pending_text = step_text
         async for event in provider.stream(
             route.model,
             messages,
@@ -108,6 +124,7 @@ async def run_turn(
             elif isinstance(event, Usage):
                 stats.input_tokens += event.input_tokens
                 stats.output_tokens += event.output_tokens
+                stats.pending_input_tokens, stats.pending_text = 0, []
         text += step_text
         if not calls:
             break

@@ -44,6 +44,14 @@ def timed_out(provider: str, seconds: float) -> ProviderError:
     )
 
 
+def past_deadline(provider: str, seconds: float) -> ProviderError:
+    return ProviderError(
+        f"The LLM provider {provider!r} did not finish answering within {seconds:g} s",
+        code="llm_timeout",
+        details={"provider": provider, "deadlineSeconds": seconds},
+    )
+
+
 def bad_response(provider: str, why: str) -> ProviderError:
     return ProviderError(
         f"The LLM provider {provider!r} sent an answer that cannot be read: {why}",

@@ -4,22 +4,29 @@ before anything was streamed, and a Server-Sent Events reader.
 Retries cover what is worth retrying (429, 408, 5xx, a refused or failed connection) and only
 happen before the first byte of a stream: once the model has started answering, a failure is
 reported rather than repeated, so the user never sees an answer twice.
+
+Two clocks bound a call: ``timeout_seconds`` between two bytes, and ``deadline_seconds`` for the
+whole call (retries, waits and streaming), so a provider that trickles tokens cannot hold a turn
+forever. Callers take ``policy.deadline()`` when the call starts and hand it to ``open_stream``
+and ``sse_events``.
 """
 
 import asyncio
 import email.utils
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import httpx
 import orjson
 
-from app.llm.errors import ProviderError, auth_failed, bad_response, timed_out
+from app.llm.errors import ProviderError, auth_failed, bad_response, past_deadline, timed_out
 
 logger = logging.getLogger("bazaar.llm")
 
@@ -52,6 +59,11 @@ class RetryPolicy:
     timeout_seconds: float
     max_retries: int
     backoff_seconds: float
+    deadline_seconds: float = math.inf
+
+    def deadline(self) -> float:
+        """When a call starting now must be over, on the event loop's clock."""
+        return asyncio.get_running_loop().time() + self.deadline_seconds
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -61,14 +73,22 @@ class RetryPolicy:
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
-    value = headers.get("retry-after")
-    if value is None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date); ``None`` when it
+    is missing or unreadable (the provider's hint is then ignored, not trusted)."""
+    value = headers.get("retry-after", "").strip()
+    if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return None if parsed is None else max(0.0, float(parsed.timestamp()) - time.time())
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (ValueError, TypeError, IndexError, OverflowError):
+            return None
+        if parsed.tzinfo is None:  # an HTTP date is GMT even when it does not say so
+            parsed = parsed.replace(tzinfo=UTC)
+        seconds = parsed.timestamp() - time.time()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _provider_message(body: bytes) -> str | None:
@@ -113,20 +133,32 @@ def _http_error(provider: str, response: httpx.Response, body: bytes) -> Provide
 
 @asynccontextmanager
 async def open_stream(
-    provider: str, url: str, *, headers: dict[str, str], body: dict[str, Any], policy: RetryPolicy
+    provider: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    body: dict[str, Any],
+    policy: RetryPolicy,
+    deadline: float | None = None,
 ) -> AsyncIterator[httpx.Response]:
     """POST ``body`` and hand over the streaming response once it answered 2xx, retrying as the
-    module docstring says. Raises ``ProviderError``."""
+    module docstring says, all before ``deadline`` (``policy.deadline()`` when not given).
+    Raises ``ProviderError``."""
     client = http_client()
     content = orjson.dumps(body)
     headers = {**headers, "content-type": "application/json", "accept": "text/event-stream"}
     timeout = httpx.Timeout(policy.timeout_seconds)
+    deadline = policy.deadline() if deadline is None else deadline
+    loop = asyncio.get_running_loop()
     attempt = 0
     while True:
         error: ProviderError
         try:
             request = client.build_request("POST", url, content=content, headers=headers, timeout=timeout)
-            response = await client.send(request, stream=True)
+            async with asyncio.timeout_at(deadline):
+                response = await client.send(request, stream=True)
+        except TimeoutError as exc:
+            raise past_deadline(provider, policy.deadline_seconds) from exc
         except httpx.ConnectTimeout:
             error = ProviderError(
                 f"The LLM provider {provider!r} did not accept a connection",
@@ -147,14 +179,20 @@ async def open_stream(
             if response.is_success:
                 break
             try:
-                raw = await response.aread()
-            except httpx.HTTPError:
+                async with asyncio.timeout_at(deadline):
+                    raw = await response.aread()
+            except (httpx.HTTPError, TimeoutError):
                 raw = b""
             finally:
                 await response.aclose()
             error = _http_error(provider, response, raw)
         wait = policy.delay(attempt, error.retry_after) if error.retryable else 0.0
-        if not error.retryable or attempt >= policy.max_retries or wait > policy.timeout_seconds:
+        if (
+            not error.retryable
+            or attempt >= policy.max_retries
+            or wait > policy.timeout_seconds
+            or loop.time() + wait >= deadline
+        ):
             raise error
         logger.warning(
             "llm call failed, retrying",
@@ -168,14 +206,27 @@ async def open_stream(
         await response.aclose()
 
 
+async def _lines_before(response: httpx.Response, deadline: float) -> AsyncIterator[str]:
+    """The response's lines; ``TimeoutError`` once ``deadline`` passes, however fast they come."""
+    lines = response.aiter_lines()
+    while True:
+        try:
+            async with asyncio.timeout_at(deadline):
+                line = await anext(lines)
+        except StopAsyncIteration:
+            return
+        yield line
+
+
 async def sse_events(
-    response: httpx.Response, provider: str, timeout_seconds: float
+    response: httpx.Response, provider: str, policy: RetryPolicy, deadline: float
 ) -> AsyncIterator[tuple[str | None, str]]:
-    """``(event name, data)`` of each Server-Sent Event; stream failures become ``ProviderError``."""
+    """``(event name, data)`` of each Server-Sent Event; stream failures and the call's deadline
+    become ``ProviderError``."""
     event: str | None = None
     data: list[str] = []
     try:
-        async for line in response.aiter_lines():
+        async for line in _lines_before(response, deadline):
             if not line:
                 if data:
                     yield event, "\n".join(data)
@@ -191,8 +242,10 @@ async def sse_events(
                 data.append(value)
         if data:
             yield event, "\n".join(data)
+    except TimeoutError as exc:
+        raise past_deadline(provider, policy.deadline_seconds) from exc
     except httpx.TimeoutException as exc:
-        raise timed_out(provider, timeout_seconds) from exc
+        raise timed_out(provider, policy.timeout_seconds) from exc
     except httpx.TransportError as exc:
         raise ProviderError(
             f"The connection to the LLM provider {provider!r} broke mid-answer",

@@ -101,10 +101,11 @@ class OpenAICompatibleProvider:
         finish: str | None = None
         done = False
         text_out: list[str] = []
+        deadline = self._policy.deadline()
         async with open_stream(
-            self.name, self._url, headers=self._headers, body=body, policy=self._policy
+            self.name, self._url, headers=self._headers, body=body, policy=self._policy, deadline=deadline
         ) as r:
-            async for _, data in sse_events(r, self.name, self._policy.timeout_seconds):
+            async for _, data in sse_events(r, self.name, self._policy, deadline):
                 if data.strip() == "[DONE]":
                     done = True
                     break

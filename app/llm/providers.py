@@ -80,6 +80,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
         timeout_seconds=settings.llm_timeout_seconds,
         max_retries=settings.llm_max_retries,
         backoff_seconds=settings.llm_retry_backoff_seconds,
+        deadline_seconds=settings.llm_call_deadline_seconds,
     )
 
 

@@ -2,10 +2,15 @@
 
 Usage::
 
-    async with open_toolset(db, settings, project.mcp_servers) as toolset:
+    clients = await toolset_clients(db, settings, project.mcp_servers)  # reads the database
+    ...                                   # commit / close the session: connecting takes a while
+    async with connect_toolset(settings, clients) as toolset:
         specs = toolset.tools             # list[ToolSpec], names unique across clients
         result = await toolset.call(call) # ToolResult; errors and timeouts come back as
                                           # is_error results, never raised
+
+``open_toolset(db, settings, client_ids)`` does both at once, for callers that may keep their
+session (and its connection) while the servers connect.
 
 Each client's session lives in a task of its own that enters and leaves the SDK's context
 managers (anyio cancel scopes must be exited by the task that entered them), so the clients are
@@ -89,7 +94,9 @@ def _text_of(result: Any) -> str:
 
 
 def cap(text: str, limit: int) -> str:
-    """``text`` cut to at most ``limit`` characters, saying so when it was cut."""
+    """``text`` without NUL characters (Postgres stores none, and a tool's output is untrusted)
+    cut to at most ``limit`` characters, saying so when it was cut."""
+    text = text.replace("\x00", "")
     if len(text) <= limit:
         return text
     note = f"\n[cut: the tool returned {len(text)} characters; the first {{shown}} are shown]"
@@ -199,32 +206,57 @@ async def _hold_session(
     ready.set()
 
 
+ToolClient = ConnectionSpec
+
+
+async def toolset_clients(
+    db: AsyncSession, settings: Settings, client_ids: Sequence[str]
+) -> list[ToolClient]:
+    """How to reach the active clients among ``client_ids`` (the others are skipped and logged),
+    read from the database without connecting to any."""
+    return await mcp_service.usable_specs(db, settings, client_ids)
+
+
 @asynccontextmanager
 async def open_toolset(
     db: AsyncSession, settings: Settings, client_ids: Sequence[str]
 ) -> AsyncIterator[Toolset]:
-    """Connects to the active clients among ``client_ids`` (inactive or unreachable ones are
-    skipped and logged) and closes every session on exit."""
-    specs = await mcp_service.usable_specs(db, settings, client_ids)
+    """``toolset_clients`` then ``connect_toolset``; ``db`` stays checked out meanwhile."""
+    clients = await toolset_clients(db, settings, client_ids)
+    async with connect_toolset(settings, clients) as toolset:
+        yield toolset
+
+
+@asynccontextmanager
+async def connect_toolset(settings: Settings, specs: Sequence[ToolClient]) -> AsyncIterator[Toolset]:
+    """Connects to the clients (unreachable ones are skipped and logged) and closes every
+    session on exit."""
     toolset = Toolset(settings)
     if not specs:
         yield toolset
         return
     sessions = [_Session(spec) for spec in specs]
     closing = anyio.Event()
-    async with anyio.create_task_group() as tg:
-        readies = []
-        for session in sessions:
-            ready = anyio.Event()
-            readies.append(ready)
-            tg.start_soon(_hold_session, session, settings, ready, closing)
-        try:
-            for ready in readies:
-                await ready.wait()
-            slugs: set[str] = set()
+    try:
+        async with anyio.create_task_group() as tg:
+            readies = []
             for session in sessions:
-                if session.client is not None:
-                    toolset._add(session.spec, session.client, session.tools, slugs)
-            yield toolset
-        finally:
-            closing.set()
+                ready = anyio.Event()
+                readies.append(ready)
+                tg.start_soon(_hold_session, session, settings, ready, closing)
+            try:
+                for ready in readies:
+                    await ready.wait()
+                slugs: set[str] = set()
+                for session in sessions:
+                    if session.client is not None:
+                        toolset._add(session.spec, session.client, session.tools, slugs)
+                yield toolset
+            finally:
+                closing.set()
+    except BaseExceptionGroup as group:
+        # The sessions never raise, so the group holds what the caller's block raised: give it
+        # back as it was (an ``except ProviderError`` around the block must still match).
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise

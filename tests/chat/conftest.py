@@ -82,14 +82,19 @@ class StubToolset:
 
 @pytest.fixture
 def toolset() -> Iterator[StubToolset]:
-    """The project's MCP tools: one order lookup; the calls it got are recorded."""
+    """The project's MCP tools: one order lookup; the calls it got are recorded. (Its "clients"
+    are the project's MCP server ids as they are.)"""
     stub = StubToolset()
 
+    async def toolset_clients(db: Any, settings: Any, client_ids: Sequence[str]) -> list[str]:
+        return list(client_ids)
+
     @asynccontextmanager
-    async def open_toolset(db: Any, settings: Any, client_ids: Sequence[str]) -> AsyncIterator[StubToolset]:
-        stub.opened_with.append(list(client_ids))
+    async def connect_toolset(settings: Any, clients: Sequence[str]) -> AsyncIterator[StubToolset]:
+        stub.opened_with.append(list(clients))
         yield stub
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(chat_service_module, "open_toolset", open_toolset)
+        patch.setattr(chat_service_module, "toolset_clients", toolset_clients)
+        patch.setattr(chat_service_module, "connect_toolset", connect_toolset)
         yield stub
