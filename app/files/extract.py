@@ -1,7 +1,9 @@
 """Plain text out of a stored knowledge file, refusing hostile or broken input with a reason.
 
-Runs in a worker thread (pypdf and python-docx are synchronous). Every refusal is an
-``ExtractionFailed`` whose message is shown to the builder as the file's ``error``.
+Synchronous (pypdf and python-docx are); the worker runs it in a helper process with a deadline
+and a memory ceiling (``app.files.isolation``). Every refusal is an ``ExtractionFailed`` whose
+message is shown to the builder as the file's ``error``. The text is counted while it is
+produced, so a small file that would expand to gigabytes of text stops at ``max_chars``.
 """
 
 import csv
@@ -23,27 +25,40 @@ DOCX_MAX_ENTRIES = 2000
 DOCX_MAX_UNCOMPRESSED_BYTES = 200 * 1024 * 1024
 DOCX_MAX_RATIO = 100  # uncompressed / compressed, for entries above 1 MiB
 PDF_MAX_PAGES = 2000
-MAX_TEXT_CHARS = 5_000_000
 
 
 class ExtractionFailed(Exception):
     """The file cannot be turned into text; the message is for the person who uploaded it."""
 
 
-def extract_text(kind: str, data: bytes) -> str:
+class _TextBudget:
+    """Counts the characters an extractor produces and stops it past ``max_chars``."""
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+        self._left = max_chars
+
+    def spend(self, piece: str) -> str:
+        self._left -= len(piece)
+        if self._left < 0:
+            raise ExtractionFailed(
+                f"The file holds more than {self.max_chars:,} characters of text, the most that can "
+                "be indexed. Split it into smaller files"
+            )
+        return piece
+
+
+def extract_text(kind: str, data: bytes, *, max_chars: int) -> str:
     extractor = _EXTRACTORS.get(kind)
     if extractor is None:
         raise ExtractionFailed(f"Files of type {kind} cannot be processed")
-    text = extractor(data)
+    budget = _TextBudget(max_chars)
+    text = extractor(data, budget)
     text = "\n".join(line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
     text = text.replace("\x00", "").strip()
     if not text:
         raise ExtractionFailed("The file contains no text to index")
-    if len(text) > MAX_TEXT_CHARS:
-        raise ExtractionFailed(
-            f"The file holds {len(text):,} characters of text; the most that can be indexed is "
-            f"{MAX_TEXT_CHARS:,}. Split it into smaller files"
-        )
+    _TextBudget(max_chars).spend(text)
     return text
 
 
@@ -54,21 +69,21 @@ def _decode(data: bytes) -> str:
         raise ExtractionFailed("The file is not valid UTF-8 text") from exc
 
 
-def _plain(data: bytes) -> str:
-    return _decode(data)
+def _plain(data: bytes, budget: _TextBudget) -> str:
+    return budget.spend(_decode(data))
 
 
 # --- PDF ----------------------------------------------------------------------------------------
 
 
-def _pdf(data: bytes) -> str:
+def _pdf(data: bytes, budget: _TextBudget) -> str:
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not _opens_without_password(reader):
             raise ExtractionFailed("The PDF is password-protected; upload a copy without a password")
         if len(reader.pages) > PDF_MAX_PAGES:
             raise ExtractionFailed(f"The PDF has more than {PDF_MAX_PAGES} pages; split it")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages = [budget.spend(page.extract_text() or "") for page in reader.pages]
     except ExtractionFailed:
         raise
     except Exception as exc:  # pypdf raises many kinds on hostile input (struct, zlib, its own)
@@ -137,7 +152,7 @@ def check_docx_archive(data: bytes) -> None:
         raise ExtractionFailed("The zip archive is not a Word document (no word/document.xml)")
 
 
-def _docx(data: bytes) -> str:
+def _docx(data: bytes, budget: _TextBudget) -> str:
     check_docx_archive(data)
     import docx  # python-docx: imported here, the API process never needs it
 
@@ -146,10 +161,10 @@ def _docx(data: bytes) -> str:
     except Exception as exc:  # python-docx raises a variety (KeyError, lxml errors, its own)
         logger.info("unreadable docx", extra={"error": repr(exc)[:300]})
         raise ExtractionFailed("The Word document is damaged or malformed and could not be read") from exc
-    blocks = [p.text for p in document.paragraphs]
+    blocks = [budget.spend(p.text) for p in document.paragraphs]
     for table in document.tables:
-        for row in table.rows:
-            blocks.append(" | ".join(cell.text.strip() for cell in row.cells))
+        for row in table.rows:  # a merged cell is repeated in every row it spans: counted each time
+            blocks.append(budget.spend(" | ".join(cell.text.strip() for cell in row.cells)))
     return "\n\n".join(b.strip() for b in blocks if b.strip())
 
 
@@ -188,9 +203,9 @@ class _TextOfHtml(HTMLParser):
             self.parts.append(data)
 
 
-def _html(data: bytes) -> str:
+def _html(data: bytes, budget: _TextBudget) -> str:
     parser = _TextOfHtml()
-    parser.feed(_decode(data))
+    parser.feed(budget.spend(_decode(data)))
     parser.close()
     paragraphs = ("".join(parser.parts)).split("\n\n")
     return "\n\n".join(" ".join(p.split()) for p in paragraphs if p.strip())
@@ -199,7 +214,7 @@ def _html(data: bytes) -> str:
 # --- CSV and JSON: records as "field: value" lines, so each row reads as a sentence --------------
 
 
-def _csv(data: bytes) -> str:
+def _csv(data: bytes, budget: _TextBudget) -> str:
     text = _decode(data)
     try:
         dialect: Any = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
@@ -221,38 +236,40 @@ def _csv(data: bytes) -> str:
             for i, value in enumerate(record)
             if value.strip()
         ]
-        lines.append("; ".join(fields) + ".")
+        lines.append(budget.spend("; ".join(fields) + "."))
     return "\n".join(lines)
 
 
-def _json(data: bytes) -> str:
+def _json(data: bytes, budget: _TextBudget) -> str:
     try:
         value = json.loads(_decode(data))
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ExtractionFailed("The JSON could not be parsed") from exc
     blocks: list[str] = []
-    _json_blocks(value, "", blocks)
+    _json_blocks(value, "", blocks, budget)
     return "\n\n".join(blocks)
 
 
-def _json_blocks(value: Any, path: str, blocks: list[str]) -> None:
+def _json_blocks(value: Any, path: str, blocks: list[str], budget: _TextBudget) -> None:
     """An object of scalars becomes one paragraph of ``key: value`` lines; containers recurse."""
     if isinstance(value, dict):
         scalars = [f"{k}: {_scalar(v)}" for k, v in value.items() if not isinstance(v, dict | list)]
         if scalars:
-            blocks.append(((path + "\n") if path else "") + "\n".join(scalars))
+            blocks.append(budget.spend(((path + "\n") if path else "") + "\n".join(scalars)))
         for key, item in value.items():
             if isinstance(item, dict | list):
-                _json_blocks(item, f"{path}.{key}" if path else str(key), blocks)
+                _json_blocks(item, f"{path}.{key}" if path else str(key), blocks, budget)
     elif isinstance(value, list):
         simple = [item for item in value if not isinstance(item, dict | list)]
         if simple:
-            blocks.append(((path + ": ") if path else "") + ", ".join(_scalar(v) for v in simple))
+            blocks.append(
+                budget.spend(((path + ": ") if path else "") + ", ".join(_scalar(v) for v in simple))
+            )
         for item in value:
             if isinstance(item, dict | list):
-                _json_blocks(item, path, blocks)
+                _json_blocks(item, path, blocks, budget)
     else:
-        blocks.append(((path + ": ") if path else "") + _scalar(value))
+        blocks.append(budget.spend(((path + ": ") if path else "") + _scalar(value)))
 
 
 def _scalar(value: Any) -> str:

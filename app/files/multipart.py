@@ -3,7 +3,7 @@
 python-multipart's parser is push-style (callbacks while bytes are written to it); this reader
 feeds it one body chunk at a time and hands the parts out in order::
 
-    reader = MultipartReader(content_type, body_chunks)
+    reader = MultipartReader(content_type, body_chunks, max_bytes=limit)
     while (part := await reader.next_part()) is not None:
         if part.filename is None:
             value = await reader.read_value(limit=1000)
@@ -16,14 +16,18 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MAX_BOUNDARY_LENGTH, MultipartParser, parse_options_header
 
 MAX_PARTS = 20
 
 
 class MalformedForm(Exception):
     """The body is not a well-formed multipart form; the message says what is wrong."""
+
+
+class FormTooLarge(Exception):
+    """The body holds more bytes than the reader was allowed to read."""
 
 
 @dataclass(frozen=True)
@@ -33,14 +37,21 @@ class Part:
 
 
 class MultipartReader:
-    def __init__(self, content_type: str | None, body: AsyncIterator[bytes]) -> None:
+    """Reads ``body`` up to the form's closing boundary and never further: whatever a client
+    sends after it is left unread. More than ``max_bytes`` of body is ``FormTooLarge``."""
+
+    def __init__(self, content_type: str | None, body: AsyncIterator[bytes], *, max_bytes: int) -> None:
         media_type, options = parse_options_header(content_type)
         if media_type != b"multipart/form-data":
             raise MalformedForm("The body must be multipart/form-data")
         boundary = options.get(b"boundary")
         if not boundary:
             raise MalformedForm("The multipart body has no boundary")
+        if len(boundary) > MAX_BOUNDARY_LENGTH:
+            raise MalformedForm(f"The multipart boundary is longer than {MAX_BOUNDARY_LENGTH} characters")
         self._body = body
+        self._max_bytes = max_bytes
+        self._received = 0
         self._events: deque[tuple[str, bytes]] = deque()
         self._header_field = bytearray()
         self._header_value = bytearray()
@@ -85,20 +96,23 @@ class MultipartReader:
 
     async def _next_event(self) -> tuple[str, bytes] | None:
         while not self._events:
+            if self._finished:
+                return None  # an epilogue after the closing boundary is not worth reading
             if self._exhausted:
-                if not self._finished:
-                    raise MalformedForm("The multipart body ended before its closing boundary")
-                return None
+                raise MalformedForm("The multipart body ended before its closing boundary")
             try:
                 chunk = await anext(self._body)
             except StopAsyncIteration:
                 self._exhausted = True
                 continue
+            self._received += len(chunk)
+            if self._received > self._max_bytes:
+                raise FormTooLarge(f"The body is larger than {self._max_bytes} bytes")
             if not chunk:
                 continue
             try:
                 self._parser.write(chunk)
-            except MultipartParseError as exc:
+            except FormParserError as exc:
                 raise MalformedForm(f"The multipart body is malformed: {exc}") from exc
         return self._events.popleft()
 

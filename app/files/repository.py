@@ -1,4 +1,5 @@
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -39,14 +40,38 @@ class FileRepository:
             stmt = stmt.with_for_update()
         return (await db.execute(stmt)).scalar_one_or_none()
 
-    async def latest_processing(self, db: AsyncSession, file_id: UUID) -> FileProcessing | None:
+    async def latest_processing(
+        self, db: AsyncSession, file_id: UUID, *, for_update: bool = False
+    ) -> FileProcessing | None:
         stmt = (
             select(FileProcessing)
             .where(FileProcessing.file_id == file_id)
             .order_by(FileProcessing.created_at.desc(), FileProcessing.id.desc())
             .limit(1)
         )
+        if for_update:
+            stmt = stmt.with_for_update()
         return (await db.execute(stmt)).scalar_one_or_none()
+
+    async def run_with_file(
+        self, db: AsyncSession, processing_id: UUID
+    ) -> tuple[FileProcessing, KnowledgeFile] | None:
+        """A processing run and its file, both locked: the file's row first, as every writer of
+        either takes them (so the worker, a request and the sweep cannot deadlock)."""
+        file_id = (
+            await db.execute(select(FileProcessing.file_id).where(FileProcessing.id == processing_id))
+        ).scalar_one_or_none()
+        file = await self.get(db, file_id, for_update=True) if file_id is not None else None
+        processing = await self.processing(db, processing_id, for_update=True) if file else None
+        return (processing, file) if processing is not None and file is not None else None
+
+    async def runs_processing_since_before(self, db: AsyncSession, cutoff: datetime) -> list[UUID]:
+        stmt = (
+            select(FileProcessing.id)
+            .where(FileProcessing.status == FileStatus.PROCESSING, FileProcessing.started_at < cutoff)
+            .order_by(FileProcessing.started_at)
+        )
+        return list((await db.execute(stmt)).scalars())
 
     async def replace_chunks(
         self, db: AsyncSession, file: KnowledgeFile, chunks: Sequence[str], *, batch: int = 500
@@ -68,15 +93,16 @@ class FileRepository:
 
 
 # Recall first: a chunk matches when it holds ANY of the question's lexemes (an AND of every
-# word of a natural question rarely matches anything). Precision comes from the score: the sum
-# of the inverse document frequencies (within the project's ready chunks) of the lexemes the
-# chunk holds, so "refund" counts for more than "product", times a small proximity and density
-# bonus from ts_rank_cd. The IDF weights are computed once per query (MATERIALIZED: inlined,
-# they were recomputed for every candidate chunk). Each lexeme is quoted for tsquery input
-# (quotes doubled, backslashes escaped) so no word of the question changes its syntax.
-_READY = f"""
-    FROM knowledge_chunks c JOIN files f ON f.id = c.file_id
-    WHERE c.project_id = :project_id AND f.status = '{FileStatus.READY.value}'"""
+# word of a natural question rarely matches anything); the GIN index on ``search`` finds these
+# candidates, and each is read once. Precision comes from the score, in two stages:
+#   1. the sum of the inverse document frequencies of the lexemes a candidate holds, so that
+#      "refund" counts for more than "kayak". A lexeme's document frequency is counted among
+#      the candidates (they are every chunk holding any of the lexemes); the number of chunks
+#      is the ready files' ``chunk_count``;
+#   2. for the ``10 * limit`` best by that sum: times 1 + ts_rank_cd (normalised by the number
+#      of unique words, 8), a bonus for the words standing close together in a short passage.
+# Each lexeme is quoted for tsquery input (quotes doubled, backslashes escaped) so no word of
+# the question changes its syntax; a question of stop words only matches nothing.
 _BEST_CHUNKS = text(
     r"""
 WITH terms AS (
@@ -84,26 +110,43 @@ WITH terms AS (
         ('''' || replace(replace(t.lexeme, E'\\', E'\\\\'), '''', '''''') || '''')::tsquery AS query
     FROM unnest(to_tsvector('english', :query)) AS t
 ),
-total AS MATERIALIZED (SELECT count(*) AS n READY),
+any_term AS (SELECT string_agg(query::text, ' | ')::tsquery AS query FROM terms),
+candidates AS MATERIALIZED (
+    SELECT c.id, c.file_id, c.ordinal, c.search
+    FROM knowledge_chunks c JOIN files f ON f.id = c.file_id
+    WHERE c.project_id = :project_id AND f.status = 'STATUS'
+        AND c.search @@ (SELECT query FROM any_term)
+),
+total AS (
+    SELECT coalesce(sum(f.chunk_count), 0) AS n
+    FROM files f WHERE f.project_id = :project_id AND f.status = 'STATUS'
+),
 weights AS MATERIALIZED (
-    SELECT terms.query, ln(1 + (total.n - df.n + 0.5) / (df.n + 0.5)) AS idf
+    SELECT terms.query, ln(1 + (greatest(total.n - df.n, 0) + 0.5) / (df.n + 0.5)) AS idf
     FROM terms
     CROSS JOIN total
-    CROSS JOIN LATERAL (SELECT count(*) AS n READY AND c.search @@ terms.query) AS df
+    CROSS JOIN LATERAL (SELECT count(*) AS n FROM candidates WHERE candidates.search @@ terms.query) AS df
 ),
-any_term AS (SELECT string_agg(query::text, ' | ')::tsquery AS query FROM terms)
-SELECT c.id AS chunk_id, c.file_id, f.name AS file_name, c.ordinal, c.content,
-       matched.idf_sum * (1 + ts_rank_cd(c.search, (SELECT query FROM any_term), 1)) AS score
-FROM knowledge_chunks c
+weighed AS (
+    SELECT candidates.*,
+           (SELECT sum(weights.idf) FROM weights WHERE candidates.search @@ weights.query) AS idf_sum
+    FROM candidates
+    ORDER BY idf_sum DESC, candidates.file_id, candidates.ordinal
+    LIMIT 10 * :limit
+),
+best AS (
+    SELECT weighed.id, weighed.file_id, weighed.ordinal,
+           weighed.idf_sum * (1 + ts_rank_cd(weighed.search, (SELECT query FROM any_term), 8)) AS score
+    FROM weighed
+    ORDER BY score DESC, weighed.file_id, weighed.ordinal
+    LIMIT :limit
+)
+SELECT c.id AS chunk_id, c.file_id, f.name AS file_name, c.ordinal, c.content, best.score
+FROM best
+JOIN knowledge_chunks c ON c.id = best.id
 JOIN files f ON f.id = c.file_id
-CROSS JOIN LATERAL (
-    SELECT sum(weights.idf) AS idf_sum FROM weights WHERE c.search @@ weights.query
-) AS matched
-WHERE c.project_id = :project_id AND f.status = 'STATUS'
-    AND c.search @@ (SELECT query FROM any_term)
-ORDER BY score DESC, c.file_id, c.ordinal
-LIMIT :limit
-""".replace("READY", _READY).replace("STATUS", FileStatus.READY.value)
+ORDER BY best.score DESC, c.file_id, c.ordinal
+""".replace("STATUS", FileStatus.READY.value)
 )
 
 

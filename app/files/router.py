@@ -88,8 +88,11 @@ async def process_file(body: ProcessRequest, db: DB, principal: CurrentPrincipal
     """Queue (re)processing of a file: extraction, chunking and indexing by the worker. The file
     goes `queued` -> `processing` -> `ready` or `failed` (with `error`). Reprocessing a ready file
     replaces its chunks. A file already queued answers its pending run; one being processed is
-    409."""
-    return processing_out(await file_service.request_processing(db, principal, body.file_id))
+    409, unless its run has stalled (no result after `FILE_PROCESSING_TIMEOUT_SECONDS`: its
+    worker died), which is then ended `failed` and replaced."""
+    return processing_out(
+        await file_service.request_processing(db, runtime().settings, principal, body.file_id)
+    )
 
 
 @router.get("/project/{project_id}", response_model=Page[FileOut], responses=errors(401, 404))

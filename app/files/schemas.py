@@ -66,7 +66,10 @@ class FileProcessingOut(Schema):
     id: UUID
     file_id: UUID
     status: str = Field(description="queued, processing, ready or failed")
-    result: dict[str, Any] = Field(description="`{chunks, chars}` when ready, `{reason}` when failed")
+    result: dict[str, Any] = Field(
+        description="`{chunks, chars}` when ready, `{reason}` when failed; while queued, `{retryOf}` "
+        "(the run it replaces) when its worker died and the run was queued again automatically"
+    )
     processed_at: datetime | None
     created_at: datetime
 

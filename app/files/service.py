@@ -7,7 +7,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -33,7 +33,8 @@ from app.core.runtime import runtime
 from app.files.chunking import chunk_text
 from app.files.detect import ContentSniffer, Detected, UnsupportedContent
 from app.files.extract import ExtractionFailed, extract_text
-from app.files.multipart import MalformedForm, MultipartReader
+from app.files.isolation import ExtractionLimits, Extractor, extract_in_child
+from app.files.multipart import FormTooLarge, MalformedForm, MultipartReader
 from app.files.repository import file_repository
 from app.files.schemas import FileOut, FileProcessingOut, FileSummary
 from app.files.storage import FileStorage, StorageError, storage_for
@@ -45,6 +46,7 @@ from app.worker.queue import queue
 logger = logging.getLogger("bazaar.files")
 
 PROCESS_FILE_TASK = "files.process_file"
+STALLED_REASON = "Processing did not finish (its worker stopped)"
 # Form fields other than the file are tiny; the rest of a multipart body is its boundaries.
 _FIELD_MAX_BYTES = 1024
 _FORM_OVERHEAD_BYTES = 64 * 1024
@@ -88,6 +90,10 @@ class _StoredObject:
 
 
 class FileService:
+    def __init__(self) -> None:
+        # What turns a file's bytes into text, in the helper process (tests swap in hostile ones).
+        self.extractor: Extractor = extract_text
+
     # --- access ---------------------------------------------------------------------------------
 
     async def _project_for_change(self, db: AsyncSession, actor: Principal, project_id: UUID) -> Project:
@@ -144,7 +150,7 @@ class FileService:
             raise self._too_large(max_bytes)
         storage = storage_for(settings)
         try:
-            reader = MultipartReader(content_type, body)
+            reader = MultipartReader(content_type, body, max_bytes=max_bytes + _FORM_OVERHEAD_BYTES)
         except MalformedForm as exc:
             raise UnsupportedMediaType(str(exc), code="multipart_required") from exc
         stored: _StoredObject | None = None
@@ -175,6 +181,10 @@ class FileService:
             if stored is not None:
                 await storage.delete(stored.key)
             raise ValidationFailed(str(exc), code="malformed_form") from exc
+        except FormTooLarge as exc:
+            if stored is not None:
+                await storage.delete(stored.key)
+            raise self._too_large(max_bytes) from exc
         except BaseException:
             if stored is not None:
                 await storage.delete(stored.key)
@@ -278,21 +288,33 @@ class FileService:
         return file
 
     # --- processing -----------------------------------------------------------------------------
+    # Writers lock a file's row before its runs' rows (see ``file_repository.run_with_file``), so
+    # a request, the worker and the sweep never deadlock on one another.
 
-    async def request_processing(self, db: AsyncSession, actor: Principal, file_id: UUID) -> FileProcessing:
+    async def request_processing(
+        self, db: AsyncSession, settings: Settings, actor: Principal, file_id: UUID
+    ) -> FileProcessing:
         """Queue (re)processing. A file already queued keeps its pending run; one being processed
-        right now is a conflict."""
+        right now is a conflict, unless its run has stalled (its worker died): then that run is
+        ended ``failed`` and a new one queued."""
         file = await self._get_changeable(db, actor, file_id)
-        if file.status == FileStatus.PROCESSING:
-            raise Conflict("The file is being processed right now; try again shortly", code="file_processing")
-        if file.status == FileStatus.QUEUED:
-            pending = await file_repository.latest_processing(db, file.id)
-            if pending is not None and pending.status == FileStatus.QUEUED:
-                return pending
+        if file.status in (FileStatus.PROCESSING, FileStatus.QUEUED):
+            latest = await file_repository.latest_processing(db, file.id, for_update=True)
+            if file.status == FileStatus.QUEUED and latest is not None and latest.status == FileStatus.QUEUED:
+                return latest
+            if file.status == FileStatus.PROCESSING:
+                if latest is None or not self._stalled(settings, latest):
+                    raise Conflict(
+                        "The file is being processed right now; try again shortly", code="file_processing"
+                    )
+                await self._end_failed(db, file, latest, STALLED_REASON)
         return await self._queue(db, file, actor.user_id)
 
-    async def _queue(self, db: AsyncSession, file: KnowledgeFile, actor_id: UUID) -> FileProcessing:
-        processing = FileProcessing(id=uuid7(), file_id=file.id, status=FileStatus.QUEUED, result={})
+    async def _queue(
+        self, db: AsyncSession, file: KnowledgeFile, actor_id: UUID | None, *, retry_of: UUID | None = None
+    ) -> FileProcessing:
+        result = {"retryOf": str(retry_of)} if retry_of is not None else {}
+        processing = FileProcessing(id=uuid7(), file_id=file.id, status=FileStatus.QUEUED, result=result)
         db.add(processing)
         file.status = FileStatus.QUEUED
         file.updated_at = datetime.now(UTC)
@@ -312,18 +334,24 @@ class FileService:
         )
         return processing
 
+    @staticmethod
+    def _stalled(settings: Settings, processing: FileProcessing) -> bool:
+        started = processing.started_at
+        limit = timedelta(seconds=settings.file_processing_timeout_seconds)
+        return processing.status == FileStatus.PROCESSING and (
+            started is None or datetime.now(UTC) - started > limit
+        )
+
     async def process(self, processing_id: UUID) -> str:
         """The worker's job: extract, chunk and index one file. Returns the run's final status
         (``ready``, ``failed``) or ``skipped`` (the run or its file no longer waits for it).
         A bad file never raises: the run ends ``failed`` with the reason."""
         settings = runtime().settings
         async with sessionmaker()() as db:
-            processing = await file_repository.processing(db, processing_id, for_update=True)
-            if processing is None or processing.status != FileStatus.QUEUED:
+            locked = await file_repository.run_with_file(db, processing_id)
+            if locked is None or locked[0].status != FileStatus.QUEUED:
                 return "skipped"
-            file = await file_repository.get(db, processing.file_id, for_update=True)
-            if file is None:
-                return "skipped"
+            processing, file = locked
             started = datetime.now(UTC)
             processing.status = file.status = FileStatus.PROCESSING
             processing.started_at = file.updated_at = started
@@ -334,7 +362,7 @@ class FileService:
         reason: str | None = None
         try:
             data = await storage_for(settings).read_all(key)
-            text = await anyio.to_thread.run_sync(extract_text, kind, data)
+            text = await extract_in_child(kind, data, ExtractionLimits.of(settings), extractor=self.extractor)
             del data
             chunks = chunk_text(text, size=settings.chunk_chars, overlap=settings.chunk_overlap_chars)
             chars = len(text)
@@ -350,13 +378,13 @@ class FileService:
 
     async def _finish(self, processing_id: UUID, chunks: list[str], chars: int, reason: str | None) -> str:
         async with sessionmaker()() as db:
-            processing = await file_repository.processing(db, processing_id, for_update=True)
-            file = await file_repository.get(db, processing.file_id, for_update=True) if processing else None
-            if processing is None or file is None or processing.status != FileStatus.PROCESSING:
+            locked = await file_repository.run_with_file(db, processing_id)
+            if locked is None or locked[0].status != FileStatus.PROCESSING:
                 return "skipped"  # the file was deleted (or the run taken over) meanwhile
-            now = datetime.now(UTC)
-            processing.processed_at = file.processed_at = file.updated_at = now
+            processing, file = locked
             if reason is None:
+                now = datetime.now(UTC)
+                processing.processed_at = file.processed_at = file.updated_at = now
                 await file_repository.replace_chunks(db, file, chunks)
                 processing.status = file.status = FileStatus.READY
                 processing.result = {"chunks": len(chunks), "chars": chars}
@@ -376,24 +404,56 @@ class FileService:
                     },
                 )
             else:
-                processing.status = file.status = FileStatus.FAILED
-                processing.result = {"reason": reason}
-                file.error = reason
-                await record_event(
-                    db,
-                    "file.failed",
-                    actor_id=None,
-                    subject_id=file.id,
-                    payload={
-                        "projectId": str(file.project_id),
-                        "processingId": str(processing.id),
-                        "kind": file.kind,
-                        "reason": reason,
-                    },
-                )
+                await self._end_failed(db, file, processing, reason)
             status = str(processing.status)
             await commit(db)
             return status
+
+    async def _end_failed(
+        self, db: AsyncSession, file: KnowledgeFile, processing: FileProcessing, reason: str
+    ) -> None:
+        now = datetime.now(UTC)
+        processing.status = file.status = FileStatus.FAILED
+        processing.processed_at = file.processed_at = file.updated_at = now
+        processing.result = {"reason": reason}
+        file.error = reason
+        await record_event(
+            db,
+            "file.failed",
+            actor_id=None,
+            subject_id=file.id,
+            payload={
+                "projectId": str(file.project_id),
+                "processingId": str(processing.id),
+                "kind": file.kind,
+                "reason": reason,
+            },
+        )
+
+    async def sweep_stalled_runs(self) -> int:
+        """The periodic job: runs still ``processing`` after ``file_processing_timeout_seconds``
+        lost their worker (a crash, a deploy). Each is ended ``failed`` and queued again once;
+        a run that was itself such a retry leaves its file ``failed``. Returns the runs ended."""
+        settings = runtime().settings
+        cutoff = datetime.now(UTC) - timedelta(seconds=settings.file_processing_timeout_seconds)
+        async with sessionmaker()() as db:
+            stalled = await file_repository.runs_processing_since_before(db, cutoff)
+        ended = 0
+        for processing_id in stalled:
+            async with sessionmaker()() as db:
+                locked = await file_repository.run_with_file(db, processing_id)
+                if locked is None or not self._stalled(settings, locked[0]):
+                    continue  # finished (or deleted) meanwhile
+                processing, file = locked
+                was_a_retry = "retryOf" in processing.result
+                await self._end_failed(db, file, processing, STALLED_REASON)
+                if not was_a_retry:
+                    await self._queue(db, file, None, retry_of=processing.id)
+                await commit(db)
+                ended += 1
+        if ended:
+            logger.warning("stalled file processing runs ended", extra={"count": ended})
+        return ended
 
     # --- reading and deleting -------------------------------------------------------------------
 

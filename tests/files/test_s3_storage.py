@@ -85,7 +85,9 @@ async def test_upload_download_process_and_delete_through_s3(
     assert (await file_of(client, owner, file["id"]))["status"] == "ready"
     assert (await client.delete(f"/api/files/{file['id']}", headers=owner.headers)).status_code == 204
     assert objects(bucket) == {}
-    assert not [p for p in settings.local_files_dir().rglob("*") if p.is_file()], "nothing goes to the local folder"
+    assert not [p for p in settings.local_files_dir().rglob("*") if p.is_file()], (
+        "nothing goes to the local folder"
+    )
 
 
 async def test_a_file_larger_than_one_part_is_uploaded_in_parts(

@@ -4,6 +4,7 @@ import io
 import itertools
 import json
 import os
+import tracemalloc
 import zipfile
 
 import pytest
@@ -13,7 +14,9 @@ from hypothesis import strategies as st
 from app.files.chunking import chunk_text
 from app.files.detect import ContentSniffer, JsonSyntaxCheck, UnsupportedContent
 from app.files.extract import ExtractionFailed, check_docx_archive, extract_text
-from tests.files.documents import knowledge_base, make_docx, zip_bomb_docx
+from tests.files.documents import knowledge_base, make_docx, make_pdf, zip_bomb_docx
+
+MAX_CHARS = 5_000_000
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
@@ -102,7 +105,7 @@ def test_an_empty_file_is_refused() -> None:
 
 
 def test_html_text_leaves_scripts_styles_and_tags_out() -> None:
-    text = extract_text("html", knowledge_base()["faq.html"])
+    text = extract_text("html", knowledge_base()["faq.html"], max_chars=MAX_CHARS)
 
     assert "We ship kayaks to Canada only." in text
     assert "do-not-index-this-script" not in text
@@ -111,16 +114,59 @@ def test_html_text_leaves_scripts_styles_and_tags_out() -> None:
 
 
 def test_csv_rows_become_sentences_with_their_column_names() -> None:
-    text = extract_text("csv", b"model,price_usd\nHeron 12,899\nPuffin,379\n")
+    text = extract_text("csv", b"model,price_usd\nHeron 12,899\nPuffin,379\n", max_chars=MAX_CHARS)
 
     assert text.splitlines() == ["model: Heron 12; price_usd: 899.", "model: Puffin; price_usd: 379."]
 
 
 def test_json_objects_become_paragraphs_of_fields() -> None:
-    text = extract_text("json", b'{"support": {"phone": "+1 555", "open": true}, "tags": ["a", "b"]}')
+    text = extract_text(
+        "json", b'{"support": {"phone": "+1 555", "open": true}, "tags": ["a", "b"]}', max_chars=MAX_CHARS
+    )
 
     assert "support\nphone: +1 555\nopen: yes" in text
     assert "tags: a, b" in text
+
+
+def expanding_csv(rows: int) -> bytes:
+    """Each short row becomes a sentence naming all 200 long columns: ~100 times its size."""
+    header = ",".join(f"column_{i}_{'x' * 40}" for i in range(200))
+    return (header + "\n" + ("1," * 199 + "1\n") * rows).encode()
+
+
+def expanding_json(items: int) -> bytes:
+    """A long key repeated in the path of every nested item."""
+    return json.dumps({"k" * 5000: [[i] for i in range(items)]}).encode()
+
+
+@pytest.mark.parametrize(
+    ("kind", "small", "large"),
+    [
+        ("csv", expanding_csv(3), expanding_csv(5000)),
+        ("json", expanding_json(3), expanding_json(5000)),
+        ("txt", b"word " * 100, b"word " * 300_000),
+        ("pdf", make_pdf("Returns within 30 days."), make_pdf("Returns within 30 days. " * 30_000)),
+        ("docx", make_docx("Returns within 30 days."), make_docx("Returns within 30 days. " * 30_000)),
+    ],
+)
+def test_text_past_the_limit_fails_with_a_reason(kind: str, small: bytes, large: bytes) -> None:
+    assert extract_text(kind, small, max_chars=100_000)
+
+    with pytest.raises(ExtractionFailed, match="more than 100,000 characters of text"):
+        extract_text(kind, large, max_chars=100_000)
+
+
+def test_an_expanding_file_is_stopped_long_before_it_is_expanded() -> None:
+    data = expanding_csv(20_000)  # 8 MB of CSV; about 220 MB of sentences
+    tracemalloc.start()
+    try:
+        with pytest.raises(ExtractionFailed, match="characters of text"):
+            extract_text("csv", data, max_chars=1_000_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 20 * len(data), f"{peak:,} bytes at the peak for {len(data):,} bytes of CSV"
 
 
 def test_a_docx_bomb_is_refused_before_anything_is_inflated() -> None:
@@ -130,7 +176,7 @@ def test_a_docx_bomb_is_refused_before_anything_is_inflated() -> None:
 
 @pytest.mark.parametrize(("size", "overlap"), [(200, 0), (200, 50), (500, 100), (1200, 200)])
 def test_chunks_respect_the_size_and_keep_every_word_in_order(size: int, overlap: int) -> None:
-    text = extract_text("md", knowledge_base()["handbook.md"])
+    text = extract_text("md", knowledge_base()["handbook.md"], max_chars=MAX_CHARS)
 
     chunks = chunk_text(text, size=size, overlap=overlap)
 

@@ -2,6 +2,7 @@
 then listed, downloaded and deleted."""
 
 import hashlib
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from uuid import uuid4
@@ -210,6 +211,7 @@ async def test_malformed_forms_are_clear_errors_that_store_nothing(
     file = {"file": ("a.txt", b"hello")}
     boundary = uuid4().hex
     truncated = b"".join(multipart_body(boundary, [("projectId", None, str(project).encode())]))[:-8]
+    long_boundary = "b" * 257
     cases = [
         (
             client.post(UPLOAD, json={"projectId": str(project)}, headers=owner.headers),
@@ -257,6 +259,15 @@ async def test_malformed_forms_are_clear_errors_that_store_nothing(
             "malformed_form",
         ),
         (
+            client.post(
+                UPLOAD,
+                content=b"".join(multipart_body(long_boundary, [("file", "a.txt", b"hello")])),
+                headers={**owner.headers, "Content-Type": f"multipart/form-data; boundary={long_boundary}"},
+            ),
+            415,
+            "multipart_required",
+        ),
+        (
             client.post(UPLOAD, data={"projectId": str(uuid4())}, files=file, headers=owner.headers),
             404,
             "project_not_found",
@@ -268,6 +279,103 @@ async def test_malformed_forms_are_clear_errors_that_store_nothing(
         assert assert_error_shape(response)["code"] == code
     assert stored_objects(settings) == []
     assert await events_of("file.") == []
+
+
+class CountingBody:
+    """A request body that counts how many of its bytes the server pulled."""
+
+    def __init__(self, pieces: list[bytes], tail: bytes = b"", tail_bytes: int = 0) -> None:
+        self.pieces, self.tail, self.tail_bytes = pieces, tail, tail_bytes
+        self.pulled = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in chunked(self.pieces, size=64 * 1024):
+            self.pulled += len(chunk)
+            yield chunk
+        for _ in range(self.tail_bytes // len(self.tail)):
+            self.pulled += len(self.tail)
+            yield self.tail
+
+
+async def test_nothing_after_the_closing_boundary_is_read(client: httpx.AsyncClient) -> None:
+    owner = await signed_in(client, "builder")
+    project = await create_project(owner)
+    boundary = uuid4().hex
+    form = multipart_body(boundary, [("projectId", None, str(project).encode()), ("file", "a.txt", b"hi")])
+    body = CountingBody(form, tail=b"epilogue " * 7000, tail_bytes=50 * 1024 * 1024)
+
+    response = await client.post(
+        UPLOAD,
+        content=body.__aiter__(),
+        headers={**owner.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+
+    assert response.status_code == 201, response.text
+    assert body.pulled < 100 * 1024, f"{body.pulled:,} bytes read for a form of a few hundred"
+
+
+async def test_a_body_longer_than_the_plan_allows_is_refused_without_reading_it_all(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    owner = await signed_in(client, "builder")  # the free plan: 10 MiB
+    project = await create_project(owner)
+    boundary = uuid4().hex
+    # A preamble of blank lines is skipped by the parser, so only a count of the bytes stops it.
+    preamble = b"\r\n" * (FREE_PLAN_MAX_BYTES // 2 + 1024 * 1024)
+    form = multipart_body(boundary, [("projectId", None, str(project).encode()), ("file", "a.txt", b"hi")])
+    body = CountingBody([preamble, *form])
+
+    response = await client.post(
+        UPLOAD,
+        content=body.__aiter__(),
+        headers={**owner.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+
+    assert response.status_code == 413, response.text
+    assert assert_error_shape(response)["code"] == "file_too_large"
+    assert body.pulled < len(preamble), "refused once the plan's limit (and a little) was read"
+    assert stored_objects(settings) == []
+    assert await events_of("file.") == []
+
+
+async def test_an_upload_is_never_held_whole_in_memory(client: httpx.AsyncClient) -> None:
+    owner = await signed_in(client, "builder")
+    project = await create_project(owner)
+    line = b"A line of kayak lore, sent a piece at a time.\n" * 1000
+
+    async def peak_memory_of_upload(size: int) -> int:
+        boundary = uuid4().hex
+        pieces = multipart_body(
+            boundary, [("projectId", None, str(project).encode()), ("file", "a.txt", b"")]
+        )
+        opening, closing = b"".join(pieces[:4]), b"".join(pieces[5:])  # around the file's content
+
+        async def body() -> AsyncIterator[bytes]:
+            yield opening
+            for _ in range(size // len(line)):
+                yield line
+            yield closing
+
+        tracemalloc.start()
+        try:
+            response = await client.post(
+                UPLOAD,
+                content=body(),
+                headers={**owner.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+            )
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert response.status_code == 201, response.text
+        assert response.json()["size"] == size // len(line) * len(line)
+        return peak
+
+    await peak_memory_of_upload(len(line))  # the first request builds caches of its own
+    small = await peak_memory_of_upload(1024 * 1024)
+    large = await peak_memory_of_upload(FREE_PLAN_MAX_BYTES)
+
+    assert large - small < (FREE_PLAN_MAX_BYTES - 1024 * 1024) / 8, (small, large)
+    assert large < FREE_PLAN_MAX_BYTES / 3, (small, large)
 
 
 async def test_the_project_id_may_come_after_the_file_or_in_the_query(client: httpx.AsyncClient) -> None:
