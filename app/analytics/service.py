@@ -78,15 +78,26 @@ CACHE_REVISION = 2
 
 
 def can_read_widget(actor: Principal, owners: WidgetOwners | None) -> bool:
-    """Interim widget rule, until the widgets table exists (the widget issue replaces this):
-    administrators, the end user who owns the widget, or the builder of its project, as the
-    marts record them. A widget with no usage yet, or whose rows name more than one project,
-    builder or end user, is known to nobody but administrators."""
+    """Administrators, the end user who owns the widget, or the builder of its project. The
+    owners come from the widgets table; for a widget it does not know (usage landed without a
+    widget row) they are as the marts record them, and such a widget with no usage yet, or whose
+    rows name more than one project, builder or end user, is known to administrators only."""
     if actor.can(Perm.PLATFORM_ADMIN):
         return True
     if owners is None or owners.ambiguous:
         return False
     return actor.user_id in (owners.builder_id, owners.end_user_id)
+
+
+async def _registered_owners(widget_id: UUID) -> WidgetOwners | None:
+    """The widget's owners from the widgets domain (None: no such widget row)."""
+    # Imported here: the widgets service reads the marketplace's, which imports this module.
+    from app.widgets.service import widget_service
+
+    ownership = await widget_service.ownership(widget_id)
+    if ownership is None:
+        return None
+    return WidgetOwners(ownership.project_id, ownership.builder_id, ownership.end_user_id)
 
 
 def _header(served: ServedVersion | None, q: ReportQuery) -> dict[str, Any]:
@@ -395,8 +406,9 @@ class AnalyticsService:
 
     async def widget(self, rt: Runtime, actor: Principal, widget_id: UUID, q: ReportQuery) -> WidgetAnalytics:
         """See :func:`can_read_widget`; a widget the caller may not read is reported missing."""
+        registered = await _registered_owners(widget_id)
         async with rt.warehouse.lease() as served:
-            owners: WidgetOwners | None = await _run(
+            owners: WidgetOwners | None = registered or await _run(
                 served, lambda cur: marts_repository.widget_owners(cur, widget_id), None
             )
             if owners is not None and owners.ambiguous:

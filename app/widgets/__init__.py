@@ -1,0 +1,1 @@
+"""Embeddable chat widgets: management API, the public runtime embed.js calls, and its script."""

@@ -1,0 +1,634 @@
+"""Widgets: an end user's embeddable chat for a project they bought (or a builder's preview of
+their own project), its configuration and keys, and what its visitors may do.
+
+Whether a widget serves is decided when a visitor opens a session, from the other domains'
+services: a refunded purchase, a delisted listing or a deleted project stop new sessions; a
+held listing does not (what was bought keeps working). The widget reads those services as the
+people it acts for (its owner for purchases, the project's builder for the project and
+listing), with no permission beyond theirs.
+
+Quota: each widget may answer ``widgetMessagesPerMonth`` (the owner's plan) visitor messages
+per calendar month (UTC), counted in ``widget_usage`` in the transaction that stores each
+question; crossing 80 % and 100 % records ``widget.quota_warning`` / ``widget.quota_reached``
+once a month.
+"""
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.permissions import Perm
+from app.chat.service import Asker, ChatProject, PreparedTurn, chat_service
+from app.core.config import Settings
+from app.core.crypto import mask, secret_box
+from app.core.db import sessionmaker
+from app.core.errors import AppError, Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
+from app.core.events import record_event
+from app.core.pagination import PageParams, apply_sort, paginate
+from app.core.principal import Principal
+from app.core.runtime import Runtime
+from app.core.usage import UsageBeacon
+from app.marketplace.service import marketplace_service
+from app.models import ChatChannel, ListingStatus, Project, Widget, WidgetKind
+from app.projects.service import project_service
+from app.users.service import user_service
+from app.widgets.repository import usage_repository, widget_repository
+from app.widgets.schemas import (
+    DEFAULT_APPEARANCE,
+    DEFAULT_RATE_LIMITS,
+    Appearance,
+    AppearanceIn,
+    Beacon,
+    Behaviour,
+    BehaviourIn,
+    Quota,
+    SessionOut,
+    SessionRequest,
+    WidgetConfig,
+    WidgetConfigUpdate,
+    WidgetCreate,
+    WidgetOut,
+)
+from app.widgets.security import (
+    InvalidOrigin,
+    InvalidSession,
+    SessionClaims,
+    identity_is_valid,
+    issue_session_token,
+    new_public_key,
+    new_secret_key,
+    normalise_origin,
+    origin_allowed,
+    read_session_token,
+)
+
+QUOTA_LIMIT_KEY = "widgetMessagesPerMonth"
+WARNING_PERCENT = 80
+_SORTABLE = {"createdAt": Widget.created_at, "name": Widget.name}
+
+
+class WidgetUnavailable(AppError):
+    status_code = 410
+    code = "widget_unavailable"
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Whether a widget serves new sessions, why not, and its project when it exists."""
+
+    serving: bool
+    reason: str | None
+    project: Project | None
+
+
+@dataclass(frozen=True)
+class WidgetOwnership:
+    """Who may read a widget's analytics besides administrators."""
+
+    project_id: UUID
+    builder_id: UUID
+    end_user_id: UUID
+
+
+def _acting_as(user_id: UUID, persona: str) -> Principal:
+    """A principal for reading other domains' services on a user's behalf: only what that user
+    sees as the owner of their own resources, no permissions."""
+    return Principal(user_id=user_id, session_id=user_id, persona=persona, personas=(persona,))
+
+
+def this_month(now: datetime | None = None) -> date:
+    now = now or datetime.now(UTC)
+    return date(now.year, now.month, 1)
+
+
+def _next_month(month: date) -> datetime:
+    if month.month == 12:
+        return datetime(month.year + 1, 1, 1, tzinfo=UTC)
+    return datetime(month.year, month.month + 1, 1, tzinfo=UTC)
+
+
+def embed_code(settings: Settings, public_key: str) -> str:
+    base = settings.public_base_url.rstrip("/")
+    return f'<script src="{base}/widget/v1/embed.js" data-widget-key="{public_key}" async></script>'
+
+
+def _merged_appearance(current: dict[str, Any], change: AppearanceIn | None) -> dict[str, Any]:
+    """``current`` with the fields ``change`` names; an explicit null resets a field to its default."""
+    merged = {**DEFAULT_APPEARANCE, **current}
+    if change is not None:
+        for key, value in change.model_dump(by_alias=True, exclude_unset=True).items():
+            merged[key] = DEFAULT_APPEARANCE[key] if value is None else value
+    return merged
+
+
+def _merged_behaviour(current: dict[str, Any], change: BehaviourIn | None) -> dict[str, Any]:
+    """``current`` with the fields ``change`` names (null: unchanged)."""
+    merged: dict[str, Any] = {
+        "allowedOrigins": list(current.get("allowedOrigins", [])),
+        "identityVerification": bool(current.get("identityVerification", False)),
+        "rateLimits": {**DEFAULT_RATE_LIMITS, **current.get("rateLimits", {})},
+    }
+    if change is None:
+        return merged
+    if change.allowed_origins is not None:
+        merged["allowedOrigins"] = change.allowed_origins
+    if change.identity_verification is not None:
+        merged["identityVerification"] = change.identity_verification
+    if change.rate_limits is not None:
+        limits = change.rate_limits.model_dump(by_alias=True, exclude_none=True)
+        merged["rateLimits"] = {**merged["rateLimits"], **limits}
+    return merged
+
+
+def appearance_of(widget: Widget) -> Appearance:
+    return Appearance.model_validate(_merged_appearance(widget.appearance, None))
+
+
+def behaviour_of(widget: Widget) -> Behaviour:
+    return Behaviour.model_validate(_merged_behaviour(widget.behaviour, None))
+
+
+class WidgetService:
+    # --- management -------------------------------------------------------------------------
+
+    async def generate(
+        self, db: AsyncSession, settings: Settings, actor: Principal, body: WidgetCreate, key: str
+    ) -> tuple[Widget, bool]:
+        """A new widget for ``body.project_id``: a ``preview`` for the project's builder, a
+        ``live`` one for an end user with a completed purchase. Returns the widget and whether
+        this call created it (a retry with the same ``Idempotency-Key`` gets the first one)."""
+        earlier = await widget_repository.by_idempotency_key(db, actor.user_id, key)
+        if earlier is not None:
+            return self._same_request(earlier, body.project_id), False
+        project = await self._own_project(db, actor, body.project_id)
+        purchase_id: UUID | None = None
+        if project is not None:
+            kind, builder_id = WidgetKind.PREVIEW, project.user_id
+        else:
+            purchase = await self._completed_purchase(db, actor.user_id, body.project_id)
+            if purchase is None:
+                # Visible on the marketplace (404 otherwise), but not bought.
+                await marketplace_service.detail(db, actor, body.project_id)
+                raise Forbidden(
+                    "Buy this project on the marketplace before generating its widget",
+                    code="purchase_required",
+                )
+            try:
+                listing = await marketplace_service.detail(db, actor, body.project_id)
+            except NotFound:
+                # Held or delisted since the purchase: existing widgets of a held listing keep
+                # serving, but no new one is made until it is back on the marketplace.
+                raise Conflict(
+                    "This project is not on the marketplace right now; try again later",
+                    code="widget_unavailable",
+                ) from None
+            kind, builder_id, purchase_id = WidgetKind.LIVE, listing.builder_id, purchase.id
+        secret = new_secret_key()
+        behaviour = _merged_behaviour({}, body.behaviour)
+        behaviour["allowedOrigins"] = body.allowed_origins
+        widget_id = await widget_repository.insert_unless_exists(
+            db,
+            {
+                "project_id": body.project_id,
+                "user_id": actor.user_id,
+                "builder_id": builder_id,
+                "purchase_id": purchase_id,
+                "kind": kind,
+                "name": body.name or ("Preview" if kind == WidgetKind.PREVIEW else "Chat widget"),
+                "public_key": new_public_key(),
+                "secret_encrypted": secret_box(settings).encrypt(secret),
+                "appearance": _merged_appearance({}, body.appearance),
+                "behaviour": behaviour,
+                "idempotency_key": key,
+            },
+        )
+        if widget_id is None:  # a concurrent request with the same key won
+            same = await widget_repository.by_idempotency_key(db, actor.user_id, key)
+            assert same is not None
+            return self._same_request(same, body.project_id), False
+        widget = await widget_repository.get(db, widget_id)
+        assert widget is not None
+        await record_event(
+            db,
+            "widget.created",
+            actor_id=actor.user_id,
+            subject_id=widget.id,
+            payload={
+                **self._payload(widget),
+                "purchaseId": None if purchase_id is None else str(purchase_id),
+                "allowedOrigins": behaviour["allowedOrigins"],
+            },
+        )
+        return widget, True
+
+    @staticmethod
+    def _same_request(widget: Widget, project_id: UUID) -> Widget:
+        if widget.project_id != project_id:
+            raise Conflict("This Idempotency-Key was used for another widget", code="idempotency_key_reused")
+        return widget
+
+    @staticmethod
+    async def _own_project(db: AsyncSession, actor: Principal, project_id: UUID) -> Project | None:
+        try:
+            project = await project_service.get_visible(db, actor, project_id)
+        except NotFound:
+            return None
+        return project if project.user_id == actor.user_id else None
+
+    @staticmethod
+    async def _completed_purchase(db: AsyncSession, user_id: UUID, project_id: UUID) -> Any:
+        """The user's completed purchase of the project (a ``PurchaseOut``), or None."""
+        owner = _acting_as(user_id, "end_user")
+        page = 1
+        while True:
+            params = PageParams(page=page, limit=100, sort=None)
+            items, total = await marketplace_service.purchases_of(db, owner, user_id, params, "completed")
+            for purchase in items:
+                if purchase.project_id == project_id:
+                    return purchase
+            if page * params.limit >= total:
+                return None
+            page += 1
+
+    def secret_of(self, settings: Settings, widget: Widget) -> str:
+        return secret_box(settings).decrypt(widget.secret_encrypted)
+
+    async def get_visible(
+        self, db: AsyncSession, actor: Principal, widget_id: UUID, *, for_update: bool = False
+    ) -> Widget:
+        """The widget if ``actor`` owns it (or administers the platform); 404 otherwise."""
+        widget = await widget_repository.get(db, widget_id, for_update=for_update)
+        if widget is None or (widget.user_id != actor.user_id and not actor.can(Perm.PLATFORM_ADMIN)):
+            raise NotFound("Widget not found", code="widget_not_found")
+        return widget
+
+    async def get_owned(self, db: AsyncSession, actor: Principal, widget_id: UUID) -> Widget:
+        """The widget if ``actor`` owns it; administrators may read, not change, others'."""
+        widget = await self.get_visible(db, actor, widget_id, for_update=True)
+        if widget.user_id != actor.user_id:
+            raise Forbidden("Only the widget's owner may change it", code="not_owner")
+        return widget
+
+    async def view(self, db: AsyncSession, settings: Settings, widget: Widget) -> WidgetOut:
+        standing = await self.standing(db, widget)
+        return WidgetOut(
+            id=widget.id,
+            project_id=widget.project_id,
+            user_id=widget.user_id,
+            name=widget.name,
+            kind=widget.kind,
+            status="active" if standing.serving else "unavailable",
+            status_reason=standing.reason,
+            public_key=widget.public_key,
+            config=WidgetConfig(appearance=appearance_of(widget), behaviour=behaviour_of(widget)),
+            code=embed_code(settings, widget.public_key),
+            created_at=widget.created_at,
+            updated_at=widget.updated_at,
+        )
+
+    async def list_of_user(
+        self, db: AsyncSession, settings: Settings, actor: Principal, user_id: UUID, params: PageParams
+    ) -> tuple[list[WidgetOut], int]:
+        if not actor.is_self_or(user_id, Perm.USERS_READ_ANY):
+            raise NotFound("User not found", code="user_not_found")
+        stmt = apply_sort(
+            widget_repository.of_user(user_id),
+            params.sort,
+            _SORTABLE,
+            default="-createdAt",
+            tiebreak=Widget.id,
+        )
+        widgets, total = await paginate(db, stmt, params)
+        return [await self.view(db, settings, widget) for widget in widgets], total
+
+    async def update_config(
+        self, db: AsyncSession, actor: Principal, widget_id: UUID, body: WidgetConfigUpdate
+    ) -> Widget:
+        widget = await self.get_owned(db, actor, widget_id)
+        changed = body.model_dump(by_alias=True, exclude_unset=True)
+        if body.name is not None:
+            widget.name = body.name
+        widget.appearance = _merged_appearance(widget.appearance, body.appearance)
+        widget.behaviour = _merged_behaviour(widget.behaviour, body.behaviour)
+        widget.updated_at = datetime.now(UTC)
+        await db.flush()
+        await record_event(
+            db,
+            "widget.config_updated",
+            actor_id=actor.user_id,
+            subject_id=widget.id,
+            payload={**self._payload(widget), "changed": sorted(changed)},
+        )
+        return widget
+
+    async def rotate_secret(
+        self, db: AsyncSession, settings: Settings, actor: Principal, widget_id: UUID
+    ) -> tuple[Widget, str]:
+        widget = await self.get_owned(db, actor, widget_id)
+        secret = new_secret_key()
+        widget.secret_encrypted = secret_box(settings).encrypt(secret)
+        widget.updated_at = datetime.now(UTC)
+        await db.flush()
+        await record_event(
+            db,
+            "widget.secret_rotated",
+            actor_id=actor.user_id,
+            subject_id=widget.id,
+            payload={**self._payload(widget), "secretKeyHint": mask(secret)},
+        )
+        return widget, secret
+
+    async def ownership(self, widget_id: UUID) -> WidgetOwnership | None:
+        """Owner and builder of a widget, for the analytics domain (None: no such widget)."""
+        async with sessionmaker()() as db:
+            widget = await widget_repository.get(db, widget_id)
+        if widget is None:
+            return None
+        return WidgetOwnership(
+            project_id=widget.project_id, builder_id=widget.builder_id, end_user_id=widget.user_id
+        )
+
+    # --- standing and quota -----------------------------------------------------------------
+
+    async def standing(self, db: AsyncSession, widget: Widget) -> Standing:
+        if widget.kind == WidgetKind.PREVIEW:
+            project = await self._project(db, widget)
+            if project is None:
+                return Standing(False, "project_deleted", None)
+            return Standing(True, None, project)
+        return await self._live_standing(db, widget.builder_id, widget.user_id, widget.project_id)
+
+    async def _live_standing(
+        self, db: AsyncSession, builder_id: UUID, owner_id: UUID, project_id: UUID
+    ) -> Standing:
+        try:
+            project = await project_service.get_visible(db, _acting_as(builder_id, "builder"), project_id)
+        except NotFound:
+            return Standing(False, "project_deleted", None)
+        try:
+            listing = await marketplace_service.detail(db, _acting_as(builder_id, "builder"), project_id)
+        except NotFound:
+            return Standing(False, "listing_delisted", project)
+        if listing.status == ListingStatus.DELISTED:
+            return Standing(False, "listing_delisted", project)
+        if await self._completed_purchase(db, owner_id, project_id) is None:
+            return Standing(False, "purchase_refunded", project)
+        return Standing(True, None, project)
+
+    @staticmethod
+    async def _project(db: AsyncSession, widget: Widget) -> Project | None:
+        try:
+            return await project_service.get_visible(
+                db, _acting_as(widget.builder_id, "builder"), widget.project_id
+            )
+        except NotFound:
+            return None
+
+    async def quota_limit(self, db: AsyncSession, widget: Widget) -> int | None:
+        """Messages a month from the owner's plan (the builder's own, for a preview); None: no cap."""
+        owner = await user_service.get(db, widget.user_id)
+        limits = await user_service.plan_limits(db, owner.plan) if owner else {}
+        limit = limits.get(QUOTA_LIMIT_KEY)
+        return limit if isinstance(limit, int) else None
+
+    async def quota(self, db: AsyncSession, widget: Widget) -> Quota:
+        limit = await self.quota_limit(db, widget)
+        used = await usage_repository.used(db, widget.id, this_month())
+        return Quota(limit=limit, used=used, remaining=None if limit is None else max(0, limit - used))
+
+    async def count_message(self, db: AsyncSession, widget: Widget) -> None:
+        """Count one visitor message against the month's quota: 429 ``quota_exceeded`` when it
+        is used up (nothing is counted then: the request rolls back)."""
+        month = this_month()
+        limit = await self.quota_limit(db, widget)
+        used = await usage_repository.count_message(db, widget.id, month)
+        if limit is None:
+            return
+        if used > limit:
+            resets_at = _next_month(month)
+            raise TooManyRequests(
+                "This assistant has answered all the messages it can this month. Please come back "
+                "later or contact the site's owner.",
+                code="quota_exceeded",
+                retry_after=int((resets_at - datetime.now(UTC)).total_seconds()),
+                details={"limit": limit, "used": limit, "resetsAt": resets_at.isoformat()},
+            )
+        payload = {**self._payload(widget), "month": month.strftime("%Y-%m"), "limit": limit, "used": used}
+        if used * 100 >= limit * WARNING_PERCENT and await usage_repository.mark(
+            db, widget.id, month, "warned_at"
+        ):
+            await record_event(
+                db,
+                "widget.quota_warning",
+                actor_id=None,
+                subject_id=widget.id,
+                payload={**payload, "percent": 80},
+            )
+        if used >= limit and await usage_repository.mark(db, widget.id, month, "reached_at"):
+            await record_event(
+                db,
+                "widget.quota_reached",
+                actor_id=None,
+                subject_id=widget.id,
+                payload={**payload, "percent": 100},
+            )
+
+    # --- runtime ----------------------------------------------------------------------------
+
+    async def by_key(self, db: AsyncSession, public_key: str) -> Widget:
+        widget = await widget_repository.by_public_key(db, public_key)
+        if widget is None:
+            raise NotFound("No widget has this key", code="widget_not_found")
+        return widget
+
+    async def get(self, db: AsyncSession, widget_id: UUID) -> Widget:
+        widget = await widget_repository.get(db, widget_id)
+        if widget is None:
+            raise NotFound("Widget not found", code="widget_not_found")
+        return widget
+
+    @staticmethod
+    def browser_origin(header: str | None) -> str:
+        """The request's ``Origin`` in canonical form; 403 when absent or not an origin."""
+        if header is None or not header.strip():
+            raise Forbidden(
+                "The widget only runs in a browser page (no Origin header)", code="origin_required"
+            )
+        try:
+            return normalise_origin(header)
+        except InvalidOrigin as exc:
+            raise Forbidden("This site may not use the widget", code="origin_not_allowed") from exc
+
+    @staticmethod
+    def check_origin(widget: Widget, origin: str) -> None:
+        if not origin_allowed(origin, behaviour_of(widget).allowed_origins):
+            raise Forbidden(
+                "This site may not use the widget", code="origin_not_allowed", details={"origin": origin}
+            )
+
+    async def open_session(
+        self, db: AsyncSession, rt: Runtime, widget: Widget, origin: str, body: SessionRequest
+    ) -> SessionOut:
+        """A visitor's session on an allowed origin (checked by the caller)."""
+        visitor_id = body.visitor_id or "v_" + secrets.token_urlsafe(16)
+        await rt.rate_limiter.hit(
+            rt.settings.widget_session_rate_limit,
+            "widget-session",
+            str(widget.id),
+            visitor_id,
+            message="Too many new chat sessions; wait a moment",
+        )
+        standing = await self.standing(db, widget)
+        if not standing.serving:
+            raise WidgetUnavailable(
+                "This chat is no longer available on this site", details={"reason": standing.reason}
+            )
+        customer_id = self._verified_customer(rt.settings, widget, body)
+        token, claims = issue_session_token(
+            rt.jwt_secret,
+            rt.settings.widget_session_ttl_seconds,
+            widget_id=widget.id,
+            visitor_id=visitor_id,
+            customer_id=customer_id,
+            origin=origin,
+        )
+        return SessionOut(
+            token=token,
+            expires_at=datetime.fromtimestamp(claims.expires_at, UTC),
+            widget_id=widget.id,
+            visitor_id=visitor_id,
+            appearance=appearance_of(widget),
+            quota=await self.quota(db, widget),
+        )
+
+    def _verified_customer(self, settings: Settings, widget: Widget, body: SessionRequest) -> str | None:
+        """The host site's user id when its signature checks out; with identity verification
+        on, a missing or wrong signature is refused (off: an unsigned id is ignored)."""
+        required = behaviour_of(widget).identity_verification
+        identity = body.identity
+        if identity is not None and identity_is_valid(
+            self.secret_of(settings, widget), identity.user_id, identity.signature
+        ):
+            return identity.user_id
+        if required:
+            raise Forbidden(
+                "This widget needs a signed identity: {userId, signature = HMAC-SHA256(secretKey, userId)}",
+                code="identity_invalid",
+            )
+        return None
+
+    @staticmethod
+    def read_token(jwt_secret: str, token: str) -> SessionClaims:
+        """Signature and type checked, expiry NOT checked (see :meth:`require_fresh`)."""
+        try:
+            return read_session_token(jwt_secret, token, verify_expiry=False)
+        except InvalidSession as exc:
+            raise _unauthorized(exc.code) from exc
+
+    @staticmethod
+    def require_fresh(claims: SessionClaims) -> None:
+        if claims.expires_at <= int(datetime.now(UTC).timestamp()):
+            raise _unauthorized("session_expired")
+
+    @staticmethod
+    def check_session_origin(widget: Widget, claims: SessionClaims, origin: str) -> None:
+        """The page asking is the one the session was opened on, and still an allowed one."""
+        if claims.origin != origin:
+            raise Forbidden("This session belongs to another site", code="origin_not_allowed")
+        WidgetService.check_origin(widget, origin)
+
+    async def prepare_chat(
+        self,
+        db: AsyncSession,
+        rt: Runtime,
+        widget: Widget,
+        claims: SessionClaims,
+        text: str,
+        conversation_id: UUID | None,
+    ) -> PreparedTurn:
+        """Rate limit, quota, then the chat service stores the question (committed with the
+        quota count by the request)."""
+        limits = behaviour_of(widget).rate_limits
+        await rt.rate_limiter.hit(
+            f"{limits.messages_per_minute_per_visitor}/minute",
+            "widget-message",
+            str(widget.id),
+            claims.visitor_id,
+            message="You are sending messages too quickly; wait a moment",
+        )
+        project = await self._project(db, widget)
+        if project is None:
+            raise WidgetUnavailable("This chat is no longer available", details={"reason": "project_deleted"})
+        await self.count_message(db, widget)
+        return await chat_service.prepare_turn(
+            db,
+            rt.settings,
+            ChatProject(
+                id=project.id, prompt=project.prompt, llm=project.llm, mcp_servers=project.mcp_servers
+            ),
+            Asker(channel=ChatChannel.WIDGET, widget_id=widget.id, visitor_id=claims.visitor_id),
+            text,
+            conversation_id=conversation_id,
+        )
+
+    async def usage_beacons(
+        self, rt: Runtime, widget: Widget, claims: SessionClaims, events: list[Beacon]
+    ) -> list[UsageBeacon]:
+        """Rate limits (per widget, per visitor), then the beacons as the data platform takes them."""
+        await rt.rate_limiter.hit(
+            rt.settings.widget_beacon_rate_limit,
+            "widget-beacons",
+            str(widget.id),
+            message="This widget is sending too much usage data; retry later",
+        )
+        per_visitor = behaviour_of(widget).rate_limits.beacons_per_minute_per_visitor
+        await rt.rate_limiter.hit(
+            f"{per_visitor}/minute",
+            "widget-beacons-visitor",
+            str(widget.id),
+            claims.visitor_id,
+            message="Too many usage reports; retry later",
+        )
+        common = {
+            "widget_id": str(widget.id),
+            "project_id": str(widget.project_id),
+            "end_user_id": str(widget.user_id),
+            "visitor_id": claims.visitor_id,
+            "session_id": claims.session_id,
+            "customer_id": claims.customer_id,
+        }
+        return [
+            UsageBeacon(
+                event_id=event.event_id,
+                kind=event.kind,
+                count=event.count,
+                latency_ms=event.latency_ms,
+                client_ts=event.occurred_at,
+                **common,
+            )
+            for event in events
+        ]
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _payload(widget: Widget) -> dict[str, Any]:
+        return {
+            "widgetId": str(widget.id),
+            "projectId": str(widget.project_id),
+            "userId": str(widget.user_id),
+            "builderId": str(widget.builder_id),
+            "kind": widget.kind,
+        }
+
+
+def _unauthorized(code: str) -> AppError:
+    message = "The chat session has expired" if code == "session_expired" else "The chat session is not valid"
+    return Unauthorized(message, code=code)
+
+
+widget_service = WidgetService()
