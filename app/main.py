@@ -4,18 +4,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from app.analytics.router import router as analytics_router
 from app.auth.router import router as auth_router
 from app.billing.router import router as billing_router
 from app.chat.router import router as chat_router
+from app.chat.service import chat_service
 from app.core.config import Settings, get_settings
 from app.core.db import dispose_engine, init_engine
 from app.core.errors import install_error_handlers
 from app.core.health import router as health_router
 from app.core.logging import configure_logging
-from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.core.middleware import BodySizeLimitMiddleware, DashboardCORSMiddleware, RequestContextMiddleware
 from app.core.runtime import start_runtime, stop_runtime
 from app.files.router import router as files_router
 from app.llm.http import close_http_client
@@ -27,6 +27,9 @@ from app.payments.router import router as payments_router
 from app.projects.router import router as projects_router
 from app.revenue.router import router as revenue_router
 from app.users.router import router as users_router
+from app.widgets.assets import router as widget_assets_router
+from app.widgets.router import router as widgets_router
+from app.widgets.runtime import router as widget_runtime_router
 
 DESCRIPTION = """
 Bazaar's API: a marketplace for AI chat applications.
@@ -51,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            # Answers whose clients are gone still run: store them before the engine goes.
+            await chat_service.drain(timeout=min(30.0, settings.llm_call_deadline_seconds))
             await close_http_client()
             await stop_runtime()
             await dispose_engine()
@@ -72,11 +77,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         llm_router,
         chat_router,
         mcp_router,
+        widgets_router,
+        widget_runtime_router,
+        widget_assets_router,
     ):
         app.include_router(router)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            DashboardCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],

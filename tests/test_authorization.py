@@ -154,6 +154,8 @@ OWN_MATRIX = (
     "/api/files",
     "/api/mcp-clients",
     "/api/llm",
+    "/api/widgets",
+    "/widget/",
 )
 
 

@@ -171,11 +171,41 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest knowledge file accepted when the uploader's plan sets no `maxFileBytes`.",
     )
+    file_extract_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Longest the text extraction of one knowledge file may run (in a helper process, "
+        "killed past it); the file then fails as taking too long.",
+    )
+    file_extract_max_memory_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=128 * 1024 * 1024,
+        description="Address space of the text extraction helper process; a file that needs more fails.",
+    )
+    file_max_text_chars: int = Field(
+        5_000_000,
+        ge=1000,
+        description="Most characters of text one knowledge file may yield; extraction stops and the "
+        "file fails past it.",
+    )
+    file_processing_timeout_seconds: int = Field(
+        300,
+        ge=30,
+        description="A file still `processing` after this long is taken to have lost its worker: "
+        "the sweep queues it again once (then fails it) and `POST /api/files/process` may restart "
+        "it. Keep it above `FILE_EXTRACT_TIMEOUT_SECONDS`.",
+    )
     chunk_chars: int = Field(1200, ge=200, description="Target size of a knowledge chunk, in characters.")
     chunk_overlap_chars: int = Field(200, ge=0, description="Characters shared by consecutive chunks.")
     retrieval_top_k: int = Field(4, ge=1, le=50, description="Knowledge chunks put into a chat prompt.")
     llm_timeout_seconds: float = Field(
         60.0, gt=0, description="Longest wait for an LLM provider's next byte before the call fails."
+    )
+    llm_call_deadline_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Longest one LLM call may take in all (retries and streaming included) before it "
+        "fails as `llm_timeout`: a provider that trickles tokens cannot hold a chat turn forever.",
     )
     llm_max_retries: int = Field(
         2, ge=0, description="Retries (with exponential backoff) when a provider answers 429 or 5xx."
@@ -212,6 +242,18 @@ class Settings(BaseSettings):
     )
     mcp_health_check_cron: str = Field(
         "*/5 * * * *", description="When the worker checks every active MCP client (cron)."
+    )
+    widget_session_ttl_seconds: int = Field(
+        3600, ge=60, description="Lifetime of a widget visitor's session token (`POST /widget/v1/session`)."
+    )
+    widget_beacon_rate_limit: str = Field(
+        "6000/minute", description="Usage beacon requests one widget may send, all visitors together."
+    )
+    widget_session_rate_limit: str = Field(
+        "30/minute", description="Widget sessions one visitor may open (`limits` syntax)."
+    )
+    worker_concurrency: int = Field(
+        4, ge=1, le=64, description="Jobs one `bazaar worker` process runs at the same time."
     )
     seed_demo_on_empty: bool = Field(
         True, description="`bazaar dev` loads demo data when the database has no users."

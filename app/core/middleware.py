@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 import orjson
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import error_body
@@ -143,3 +144,20 @@ def _route_template(scope: Scope) -> str:
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "<unmatched>"
+
+
+def answers_its_own_cors(path: str) -> bool:
+    """The widget runtime (and its beacon endpoint) is called from end users' websites: it answers
+    CORS itself, per widget, from the widget's allowed origins."""
+    return path.startswith("/widget/") or (path.startswith("/api/widgets/") and path.endswith("/track-usage"))
+
+
+class DashboardCORSMiddleware(CORSMiddleware):
+    """``CORS_ORIGINS`` is the dashboard's list. Left in front of the widget runtime it would refuse
+    every preflight from a customer's website before the route could check the widget's origins."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and answers_its_own_cors(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)

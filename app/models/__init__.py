@@ -24,6 +24,7 @@ from app.models.user import (
     UserRole,
     UserStatus,
 )
+from app.models.widgets import Widget, WidgetKind, WidgetUsage
 
 __all__ = [
     "AuthSession",
@@ -74,4 +75,7 @@ __all__ = [
     "UserRole",
     "UserStatus",
     "WebhookEvent",
+    "Widget",
+    "WidgetKind",
+    "WidgetUsage",
 ]

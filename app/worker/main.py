@@ -32,7 +32,11 @@ async def run_worker() -> None:
         landing.append(asyncio.create_task(consumer.run(stop), name="usage-consumer"))
     try:
         async with queue.open_async():
-            await queue.run_worker_async(install_signal_handlers=True)
+            # Several jobs at once: a file's extraction (up to FILE_EXTRACT_TIMEOUT_SECONDS in its
+            # helper process) or a slow MCP health check must not hold up mail and payouts.
+            await queue.run_worker_async(
+                install_signal_handlers=True, concurrency=settings.worker_concurrency
+            )
     finally:
         stop.set()
         for task in landing:
