@@ -361,6 +361,26 @@ class MartsRepository:
             "widget_answers": int(row[-1] or 0),
         }
 
+    def answers_totals(self, cur: Cursor, q: ReportQuery, filters: Filters) -> dict[str, Any]:
+        """LLM numbers straight from the answers (``fct_chat_messages``): for filters the daily
+        mart does not carry, such as one widget."""
+        where, params = _where(filters)
+        row = cur.execute(
+            "SELECT count(*) AS answers, coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), "
+            "count(*) FILTER (WHERE cost_usd IS NULL), coalesce(sum(tool_calls), 0), "
+            f"coalesce(sum(cost_usd), 0), {_LLM_TIMING_SQL}, "
+            "count(*) FILTER (WHERE channel = 'studio'), count(*) FILTER (WHERE channel = 'widget') "
+            f"FROM marts.fct_chat_messages WHERE day BETWEEN ? AND ?{where}",
+            [q.start, q.end, *params],
+        ).fetchone()
+        if row is None:
+            return {}
+        return {
+            **_llm_record(row[:-2]),
+            "studio_answers": int(row[-2] or 0),
+            "widget_answers": int(row[-1] or 0),
+        }
+
     def llm_by_model(self, cur: Cursor, q: ReportQuery, filters: Filters) -> list[dict[str, Any]]:
         """Per provider, model and channel, most answers first (``q.limit`` of them)."""
         where, params = _where(filters)

@@ -294,8 +294,13 @@ class WidgetAnalytics(Report):
     widget_id: UUID
     project_id: UUID | None = Field(description="Null when the marts name no project, or several")
     end_user_id: UUID | None = Field(description="Null when the marts name no end user, or several")
-    usage: UsageTotals
+    usage: UsageTotals = Field(description="What the widget's script reported (beacons): analytics")
     series: list[UsagePoint]
+    llm: LlmTotals = Field(
+        default_factory=LlmTotals,
+        description="The answers the platform gave the widget's visitors (server-side: the billing "
+        "truth for messages, tokens and cost)",
+    )
 
 
 # --- revenue and usage reports -----------------------------------------------------------------

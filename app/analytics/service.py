@@ -74,7 +74,7 @@ M = TypeVar("M", bound=BaseModel)
 
 # Part of every cache key: bump it when a report's shape changes, so that an answer cached by
 # the previous release is never served (or parsed) as the new shape.
-CACHE_REVISION = 2
+CACHE_REVISION = 3
 
 
 def can_read_widget(actor: Principal, owners: WidgetOwners | None) -> bool:
@@ -423,12 +423,20 @@ class AnalyticsService:
 
             async def build() -> WidgetAnalytics:
                 def query(cur: Cursor) -> Any:
-                    return marts_repository.usage_totals(cur, q, this), marts_repository.usage_series(
-                        cur, q, this
+                    answers = (
+                        LlmTotals(**marts_repository.answers_totals(cur, q, this))
+                        if marts_repository.has_llm_marts(cur)
+                        else LlmTotals()
+                    )
+                    return (
+                        marts_repository.usage_totals(cur, q, this),
+                        marts_repository.usage_series(cur, q, this),
+                        answers,
                     )
 
-                usage, series = await _run(served, query, ({}, []))
+                usage, series, answers = await _run(served, query, ({}, [], LlmTotals()))
                 return WidgetAnalytics(
+                    llm=answers,
                     **_header(served, q),
                     widget_id=widget_id,
                     project_id=owners.project_id if owners else None,

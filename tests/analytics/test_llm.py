@@ -186,3 +186,31 @@ async def test_another_builder_cannot_read_a_projects_llm_numbers(
     assert theirs.status_code == 404
     assert theirs.json()["error"]["code"] == "project_not_found"
     assert (grace["builder"]["llm"]["answers"], grace["builder"]["llm"]["costUsd"]) == (1, "0.00135")
+
+
+async def test_a_widgets_analytics_count_the_answers_its_visitors_got_server_side(
+    client: httpx.AsyncClient, world: World, settings: Settings
+) -> None:
+    publish(settings.warehouse_dir, marts(world))
+
+    w1 = await get(client, f"/api/analytics/widgets/{world.w1}?{MARCH}", world.shop1)
+    w2 = await get(client, f"/api/analytics/widgets/{world.w2}?{MARCH}", world.admin)
+
+    # The billing truth beside the beacons: the two answers w1's visitors got in March.
+    assert w1["llm"] == {
+        "answers": 2,
+        "studioAnswers": 0,
+        "widgetAnswers": 2,
+        "conversations": 2,
+        "inputTokens": 700 + 2000,
+        "outputTokens": 100 + 400,
+        "costUsd": "0.004165",
+        "unpricedAnswers": 0,
+        "toolCalls": 0,
+        "latencyP50Ms": 800,
+        "latencyP95Ms": 980,
+        "firstTokenP50Ms": 150,
+        "firstTokenP95Ms": 150,
+    }
+    assert (w2["llm"]["answers"], w2["llm"]["unpricedAnswers"], w2["llm"]["costUsd"]) == (1, 1, "0")
+    assert w1["usage"]["messages"] == 16  # what its script reported, kept apart
