@@ -23,12 +23,10 @@
 
 import argparse
 import asyncio
-import json
 import secrets
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,28 +41,30 @@ sys.path.insert(0, str(ROOT))
 
 # Run as a script, bench/ is not a package: the project root on sys.path makes ``bench.*``.
 from app.core.warehouse_layout import WarehouseLayout  # noqa: E402
-from bench.auth_me import (  # noqa: E402
+from bench.common import (  # noqa: E402
+    CpuMeter,
     Measure,
     Target,
-    client_cpu_seconds,
     drive_asyncio,
     drive_wrk,
+    in_turns,
     load_average,
-    machine_note,
-    process_cpu_seconds,
+    log_in,
+    print_machine,
+    sign_up,
+    write_results,
 )
 from bench.pipeline import human, land_base, parse_size, timed_build  # noqa: E402
 from bench.servers import (  # noqa: E402
-    HOST,
-    Server,
     api_env,
-    clean_redis,
-    create_database,
-    drop_database,
-    free_port,
+    bench_database,
+    create_admin,
+    ensure_running,
     reachable,
-    start,
-    stop,
+    services_answer,
+    start_api,
+    start_module,
+    stopped_at_exit,
     wait_ready,
 )
 
@@ -98,16 +98,13 @@ def parse_args() -> argparse.Namespace:
 
 def drive(args: argparse.Namespace, target: Target, *, warmup: bool = False) -> Measure:
     seconds = 1 if warmup else args.seconds
-    server_before, client_before = process_cpu_seconds(target.pid), client_cpu_seconds()
+    meter = CpuMeter(target.pid)
     if args.client == "wrk":
         measure = drive_wrk(target.url, target.headers, seconds, args.concurrency)
     else:
         client = drive_asyncio(target.url, target.headers, None, args.concurrency, seconds=seconds)
         measure = asyncio.run(client)
-    server_after = process_cpu_seconds(target.pid)
-    if server_before is not None and server_after is not None:
-        measure.server_cpu = (server_after - server_before) / measure.seconds
-    measure.client_cpu = (client_cpu_seconds() - client_before) / measure.seconds
+    measure.server_cpu, measure.client_cpu = meter.shares(measure.seconds)
     return measure
 
 
@@ -124,55 +121,16 @@ def build(args: argparse.Namespace, workdir: Path) -> Path:
     return root
 
 
-def create_admin(env: dict[str, str]) -> None:
-    subprocess.run(
-        [
-            str(ROOT / ".venv" / "bin" / "bazaar"),
-            "create-admin",
-            "--email",
-            ADMIN_EMAIL,
-            "--password",
-            PASSWORD,
-        ],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-
-
-def log_in(api: str, email: str) -> str:
-    response = httpx.post(f"{api}/api/auth/login", json={"email": email, "password": PASSWORD}, timeout=30)
-    if response.status_code != 200:
-        raise RuntimeError(f"login of {email} failed: {response.status_code} {response.text}")
-    token: str = response.json()["accessToken"]
-    return token
-
-
-def sign_up_builder(api: str) -> None:
-    body = {
-        "email": "builder@bench.example",
-        "password": PASSWORD,
-        "name": "Bench Builder",
-        "persona": "builder",
-    }
-    response = httpx.post(f"{api}/api/users", json=body, timeout=30)
-    if response.status_code != 201:
-        raise RuntimeError(f"builder sign-up failed: {response.status_code} {response.text}")
-
-
 def main() -> int:
     args = parse_args()
     # A plain kill (SIGTERM) still runs the clean-up in the finally blocks.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if not reachable(5432):
-        print(f"Postgres does not answer on {HOST}:5432", file=sys.stderr)
+    if not services_answer():
         return 2
     use_redis = reachable(6379)
-    print(f"machine: {machine_note()}; {load_average()} before the run")
+    print_machine()
     print(f"client: {args.client}, concurrency {args.concurrency}, {args.rounds} rounds per route")
     workdir = Path(tempfile.mkdtemp(prefix="bazaar-bench-analytics-"))
-    servers: list[Server] = []
     runs: dict[str, list[Measure]] = {}
     try:
         root = args.warehouse_dir.resolve() if args.warehouse_dir else build(args, workdir)
@@ -180,71 +138,50 @@ def main() -> int:
         if version is None:
             raise RuntimeError(f"{root} has no published version (serve/current)")
         print(f"warehouse {root}, serving {version}; {load_average()}")
+        with (
+            bench_database(DATABASE, REDIS_PREFIX, use_redis=use_redis) as database_url,
+            stopped_at_exit() as servers,
+        ):
+            base_env = {
+                **api_env(database_url, REDIS_PREFIX, use_redis=use_redis),
+                "WAREHOUSE_DIR": str(root),
+            }
+            create_admin(base_env, ADMIN_EMAIL, PASSWORD)
+            logs = workdir / "logs"
+            logs.mkdir()
+            for name, ttl in (("nocache", "0"), ("cache", "300")):
+                servers.append(start_api(name, {**base_env, "ANALYTICS_CACHE_TTL_SECONDS": ttl}, logs))
+            servers.append(start_module("noop", "bench.noop_app", [], base_env, logs, ready_path="/noop"))
+            for server in servers:
+                wait_ready(server)
+            nocache, cache, noop = servers
+            with httpx.Client(base_url=nocache.url, timeout=30) as http:
+                sign_up(http, "builder", PASSWORD, email="builder@bench.example", name="Bench Builder")
+                auth = log_in(http, ADMIN_EMAIL, PASSWORD)  # both APIs share the database and JWT secret
 
-        database_url = create_database(DATABASE)
-        if use_redis:
-            clean_redis(REDIS_PREFIX)
-        base_env = {**api_env(database_url, REDIS_PREFIX, use_redis=use_redis), "WAREHOUSE_DIR": str(root)}
-        create_admin(base_env)
-        bazaar = str(ROOT / ".venv" / "bin" / "bazaar")
-        ports = {"nocache": free_port(), "cache": free_port(), "noop": free_port()}
-        logs = workdir / "logs"
-        logs.mkdir()
-        for name, ttl in (("nocache", "0"), ("cache", "300")):
-            env = {**base_env, "ANALYTICS_CACHE_TTL_SECONDS": ttl}
-            servers.append(
-                start(name, [bazaar, "serve", "--port", str(ports[name]), "--workers", "1"], env, logs)
-            )
-        servers.append(
-            start(
-                "noop",
-                [
-                    str(ROOT / ".venv" / "bin" / "python"),
-                    "-m",
-                    "bench.noop_app",
-                    "--port",
-                    str(ports["noop"]),
-                ],
-                base_env,
-                logs,
-            )
-        )
-        urls = {name: f"http://{HOST}:{port}" for name, port in ports.items()}
-        wait_ready(servers[0], f"{urls['nocache']}/healthz")
-        wait_ready(servers[1], f"{urls['cache']}/healthz")
-        wait_ready(servers[2], f"{urls['noop']}/noop")
-        sign_up_builder(urls["nocache"])
-        token = log_in(urls["nocache"], ADMIN_EMAIL)  # both APIs share the database and JWT secret
-        auth = {"Authorization": f"Bearer {token}"}
-
-        today = datetime.now(UTC).date()
-        period = f"from={today - timedelta(days=29)}&to={today}"
-        pids = {server.name: server.process.pid for server in servers}
-        targets = {
-            "platform nocache": Target(
-                f"{urls['nocache']}/api/analytics/platform?{period}", auth, pids["nocache"]
-            ),
-            "usage nocache": Target(f"{urls['nocache']}/api/analytics/usage?{period}", auth, pids["nocache"]),
-            "platform cache": Target(f"{urls['cache']}/api/analytics/platform?{period}", auth, pids["cache"]),
-            "usage cache": Target(f"{urls['cache']}/api/analytics/usage?{period}", auth, pids["cache"]),
-            "noop": Target(f"{urls['noop']}/noop", {}, pids["noop"]),
-        }
-        for name, target in targets.items():
-            check = httpx.get(target.url, headers=target.headers, timeout=30)
-            if check.status_code != 200:
-                raise RuntimeError(f"{target.url} answered {check.status_code}: {check.text}")
-            body = check.json()
-            if name != "noop":
-                served = (body.get("warehouse") or {}).get("version")
-                if served != version:
-                    raise RuntimeError(f"{name} answered from warehouse {served!r}, expected {version}")
-            drive(args, target, warmup=True)
-        names = list(targets)
-        runs = {name: [] for name in names}
-        print(f"{load_average()} before the rounds")
-        for round_no in range(args.rounds):
-            shift = round_no % len(names)
-            for name in names[shift:] + names[:shift]:
+            today = datetime.now(UTC).date()
+            period = f"from={today - timedelta(days=29)}&to={today}"
+            targets = {
+                f"{route} {server.name}": Target(
+                    f"{server.url}/api/analytics/{route}?{period}", auth, server.process.pid
+                )
+                for server in (nocache, cache)
+                for route in ("platform", "usage")
+            }
+            targets["noop"] = Target(f"{noop.url}/noop", {}, noop.process.pid)
+            for name, target in targets.items():
+                check = httpx.get(target.url, headers=target.headers, timeout=30)
+                if check.status_code != 200:
+                    raise RuntimeError(f"{target.url} answered {check.status_code}: {check.text}")
+                body = check.json()
+                if name != "noop":
+                    served = (body.get("warehouse") or {}).get("version")
+                    if served != version:
+                        raise RuntimeError(f"{name} answered from warehouse {served!r}, expected {version}")
+                drive(args, target, warmup=True)
+            runs = {name: [] for name in targets}
+            print(f"{load_average()} before the rounds")
+            for round_no, name in in_turns(list(targets), args.rounds, rotate=True):
                 measure = drive(args, targets[name])
                 if measure.errors:
                     raise RuntimeError(f"{name}: {measure.errors} failed requests of {measure.requests}")
@@ -256,15 +193,8 @@ def main() -> int:
                     f"cpu server {measure.server_cpu:.2f} client {measure.client_cpu:.2f})",
                     flush=True,
                 )
-        for server in servers:
-            if server.process.poll() is not None:
-                raise RuntimeError(f"{server.name} died during the run:\n{server.tail()}")
+            ensure_running(servers)
     finally:
-        for server in servers:
-            stop(server)
-        drop_database(DATABASE)
-        if use_redis:
-            clean_redis(REDIS_PREFIX)
         shutil.rmtree(workdir, ignore_errors=True)
 
     noop_rps = statistics.median(m.rps for m in runs["noop"])
@@ -283,24 +213,16 @@ def main() -> int:
         )
     print(f"{load_average()} after the run")
 
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (out / f"analytics-{stamp}.json").write_text(
-        json.dumps(
-            {
-                "at": stamp,
-                "machine": machine_note(),
-                "load_average_after": load_average(),
-                "beacons": args.beacons,
-                "client": args.client,
-                "concurrency": args.concurrency,
-                "redis": use_redis,
-                "summary": summary,
-                "runs": {name: [asdict(m) for m in measures] for name, measures in runs.items()},
-            },
-            indent=2,
-        )
+    write_results(
+        "analytics",
+        {
+            "beacons": args.beacons,
+            "client": args.client,
+            "concurrency": args.concurrency,
+            "redis": use_redis,
+            "summary": summary,
+            "runs": {name: [asdict(m) for m in measures] for name, measures in runs.items()},
+        },
     )
     return 0
 

@@ -30,13 +30,10 @@ import asyncio
 import json
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 from cryptography.fernet import Fernet
@@ -44,18 +41,26 @@ from cryptography.fernet import Fernet
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.auth_me import load_average, machine_note, percentile  # noqa: E402
+# Run as a script, bench/ is not a package: the project root on sys.path makes ``bench.*``.
+from bench.common import (  # noqa: E402
+    expect,
+    in_turns,
+    load_average,
+    log_in,
+    p50_p99,
+    print_machine,
+    sign_up,
+    write_results,
+)
 from bench.servers import (  # noqa: E402
-    HOST,
-    Server,
     api_env,
-    clean_redis,
-    create_database,
-    drop_database,
-    free_port,
+    bench_database,
+    create_admin,
     reachable,
-    start,
-    stop,
+    services_answer,
+    start_api,
+    start_module,
+    stopped_at_exit,
     wait_ready,
 )
 
@@ -79,63 +84,16 @@ def configure(api: str, env: dict[str, str], fake: str) -> tuple[str, dict[str, 
     """Admin configures the fake as a model; a builder creates a project on it. Returns the
     project id and the builder's headers."""
     admin_email = f"admin-{secrets.token_hex(4)}@bench.example"
-    subprocess.run(
-        [
-            str(ROOT / ".venv" / "bin" / "bazaar"),
-            "create-admin",
-            "--email",
-            admin_email,
-            "--password",
-            PASSWORD,
-        ],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    create_admin(env, admin_email, PASSWORD)
     with httpx.Client(base_url=api, timeout=30) as http:
-
-        def ok(response: httpx.Response) -> Any:
-            if response.status_code >= 300:
-                raise RuntimeError(f"{response.request.method} {response.request.url}: {response.text}")
-            return response.json()
-
-        admin = ok(http.post("/api/auth/login", json={"email": admin_email, "password": PASSWORD}))
-        as_admin = {"Authorization": f"Bearer {admin['accessToken']}"}
-        provider = ok(
-            http.post(
-                "/api/llm/providers",
-                json={
-                    "name": "fake",
-                    "kind": "openai_compatible",
-                    "baseUrl": f"{fake}/v1",
-                    "apiKey": FAKE_KEY,
-                },
-                headers=as_admin,
-            )
-        )
-        ok(
-            http.post(
-                "/api/llm/models",
-                json={"key": "fake/gpt", "providerId": provider["id"], "model": "gpt"},
-                headers=as_admin,
-            )
-        )
-        email = f"builder-{secrets.token_hex(4)}@bench.example"
-        ok(
-            http.post(
-                "/api/users", json={"email": email, "password": PASSWORD, "name": "B", "persona": "builder"}
-            )
-        )
-        builder = ok(http.post("/api/auth/login", json={"email": email, "password": PASSWORD}))
-        headers = {"Authorization": f"Bearer {builder['accessToken']}"}
-        project = ok(
-            http.post(
-                "/api/projects",
-                json={"name": "Bench", "prompt": "You are a benchmark.", "llm": "fake/gpt"},
-                headers=headers,
-            )
-        )
+        as_admin = log_in(http, admin_email, PASSWORD)
+        body = {"name": "fake", "kind": "openai_compatible", "baseUrl": f"{fake}/v1", "apiKey": FAKE_KEY}
+        provider = expect(http.post("/api/llm/providers", json=body, headers=as_admin), 201)
+        body = {"key": "fake/gpt", "providerId": provider["id"], "model": "gpt"}
+        expect(http.post("/api/llm/models", json=body, headers=as_admin), 201)
+        headers = sign_up(http, "builder", PASSWORD, name="B")
+        body = {"name": "Bench", "prompt": "You are a benchmark.", "llm": "fake/gpt"}
+        project = expect(http.post("/api/projects", json=body, headers=headers), 201)
     return project["id"], headers
 
 
@@ -191,91 +149,52 @@ async def first_delta_direct(client: httpx.AsyncClient) -> float:
 async def measure(
     api: str, fake: str, project: str, headers: dict[str, str], requests: int, warmup: int
 ) -> tuple[list[float], list[float]]:
-    platform: list[float] = []
-    direct: list[float] = []
+    """Milliseconds to the first delta through the platform and directly, one request of each
+    in turn (alternating which goes first), after ``warmup`` untimed pairs."""
+    timings: dict[str, list[float]] = {"platform": [], "direct": []}
     async with (
         httpx.AsyncClient(base_url=api, timeout=30) as api_client,
         httpx.AsyncClient(base_url=fake, timeout=30) as fake_client,
     ):
-        for n in range(warmup + requests):
-            # Alternate which goes first, so neither always follows the other.
-            if n % 2 == 0:
-                p = await first_delta_via_platform(api_client, project, headers)
-                d = await first_delta_direct(fake_client)
+        for n, path in in_turns(list(timings), warmup + requests):
+            if path == "platform":
+                seconds = await first_delta_via_platform(api_client, project, headers)
             else:
-                d = await first_delta_direct(fake_client)
-                p = await first_delta_via_platform(api_client, project, headers)
+                seconds = await first_delta_direct(fake_client)
             if n >= warmup:
-                platform.append(p * 1000)
-                direct.append(d * 1000)
-    return platform, direct
+                timings[path].append(seconds * 1000)
+    return timings["platform"], timings["direct"]
 
 
 def main() -> int:
     args = parse_args()
-    if not reachable(5432):
-        print(f"Postgres does not answer on {HOST}:5432; start it first.", file=sys.stderr)
+    if not services_answer():
         return 2
     use_redis = reachable(6379)
-    print(f"machine: {machine_note()}; {load_average()} before the run")
-    database_url = create_database(DATABASE)
-    if use_redis:
-        clean_redis(REDIS_PREFIX)
-    servers: list[Server] = []
-    with tempfile.TemporaryDirectory(prefix="bazaar-bench-chat-") as scratch:
+    print_machine()
+    with (
+        bench_database(DATABASE, REDIS_PREFIX, use_redis=use_redis) as database_url,
+        tempfile.TemporaryDirectory(prefix="bazaar-bench-chat-") as scratch,
+        stopped_at_exit() as servers,
+    ):
         env = {
             **api_env(database_url, REDIS_PREFIX, use_redis=use_redis),
             "ENCRYPTION_KEY": Fernet.generate_key().decode(),
             "VAR_DIR": str(Path(scratch) / "var"),
         }
-        api_port, fake_port = free_port(), free_port()
-        python = str(ROOT / ".venv" / "bin" / "python")
-        try:
-            servers.append(
-                start(
-                    "fake-llm",
-                    [python, "-m", "tests.fakes.llm_server", "--port", str(fake_port), "--api-key", FAKE_KEY],
-                    env,
-                    Path(scratch),
-                )
-            )
-            servers.append(
-                start(
-                    "api",
-                    [
-                        str(ROOT / ".venv" / "bin" / "bazaar"),
-                        "serve",
-                        "--port",
-                        str(api_port),
-                        "--workers",
-                        "1",
-                    ],
-                    env,
-                    Path(scratch),
-                )
-            )
-            api, fake = f"http://{HOST}:{api_port}", f"http://{HOST}:{fake_port}"
-            wait_ready(servers[1], f"{api}/healthz")
-            deadline = time.monotonic() + 30
-            while not reachable(fake_port):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the fake LLM did not start:\n{servers[0].tail()}")
-                time.sleep(0.1)
-            project, headers = configure(api, env, fake)
-            platform, direct = asyncio.run(measure(api, fake, project, headers, args.requests, args.warmup))
-        finally:
-            for server in servers:
-                stop(server)
-            drop_database(DATABASE)
-            if use_redis:
-                clean_redis(REDIS_PREFIX)
+        fake = start_module("fake-llm", "tests.fakes.llm_server", ["--api-key", FAKE_KEY], env, Path(scratch))
+        servers.append(fake)
+        api = start_api("api", env, Path(scratch))
+        servers.append(api)
+        wait_ready(api)
+        wait_ready(fake, timeout=30)
+        project, headers = configure(api.url, env, fake.url)
+        platform, direct = asyncio.run(
+            measure(api.url, fake.url, project, headers, args.requests, args.warmup)
+        )
 
     added = [p - d for p, d in zip(platform, direct, strict=True)]
-    figures = {
-        "platform": {"p50_ms": percentile(platform, 0.5), "p99_ms": percentile(platform, 0.99)},
-        "direct": {"p50_ms": percentile(direct, 0.5), "p99_ms": percentile(direct, 0.99)},
-        "added": {"p50_ms": percentile(added, 0.5), "p99_ms": percentile(added, 0.99)},
-    }
+    figures = {"platform": p50_p99(platform), "direct": p50_p99(direct), "added": p50_p99(added)}
     print(f"requests: {args.requests} per path (after {args.warmup} warm-up), sequential, alternating")
     print(f"redis: {'yes' if use_redis else 'no (in-process fallback)'}")
     for name, label in (("direct", "fake LLM directly"), ("platform", "POST /api/projects/{id}/chat")):
@@ -290,22 +209,9 @@ def main() -> int:
         f"median ratio platform/direct {ratio:.1f}x)"
     )
     print(f"{load_average()} after the run")
-    results = ROOT / "bench" / "results"
-    results.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (results / f"chat_latency-{stamp}.json").write_text(
-        json.dumps(
-            {
-                "at": stamp,
-                "machine": machine_note(),
-                "redis": use_redis,
-                "requests": args.requests,
-                **figures,
-                "median_ratio": ratio,
-                "load_average_after": load_average(),
-            },
-            indent=2,
-        )
+    write_results(
+        "chat_latency",
+        {"redis": use_redis, "requests": args.requests, **figures, "median_ratio": ratio},
     )
     return 0
 

@@ -34,7 +34,7 @@ from uuid import UUID
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.auth_me import load_average, machine_note, percentile  # noqa: E402
+from bench.common import load_average, machine_note, percentile  # noqa: E402
 from bench.servers import create_database, drop_database, reachable  # noqa: E402
 
 DATABASE = "bazaar_bench_files"

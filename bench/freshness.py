@@ -25,14 +25,12 @@ run), then stops everything and cleans up.
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import secrets
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,20 +49,21 @@ sys.path.insert(0, str(ROOT))
 from app.core.config import Settings  # noqa: E402
 from app.core.usage import UsageBeacon, publish_usage  # noqa: E402
 from app.core.warehouse_layout import WarehouseLayout  # noqa: E402
-from bench.auth_me import load_average, machine_note  # noqa: E402
+from bench.common import load_average, log_in, print_machine, write_results  # noqa: E402
 from bench.pipeline import human, land_base, parse_size  # noqa: E402
 from bench.servers import (  # noqa: E402
-    HOST,
+    BAZAAR,
+    BIN,
     REDIS_URL,
     Server,
     api_env,
-    clean_redis,
-    create_database,
-    drop_database,
-    free_port,
-    reachable,
+    bench_database,
+    create_admin,
+    ensure_running,
+    services_answer,
     start,
-    stop,
+    start_api,
+    stopped_at_exit,
     wait_ready,
 )
 
@@ -131,7 +130,9 @@ def probe_beacons(widget_id: str, count: int) -> list[UsageBeacon]:
     ]
 
 
-async def run_probes(args: argparse.Namespace, settings: Settings, api: str, token: str) -> list[Probe]:
+async def run_probes(
+    args: argparse.Namespace, settings: Settings, api: str, auth: dict[str, str]
+) -> list[Probe]:
     """Publish a probe every 10-20 s for ``--minutes``; poll each until it shows or times out."""
     client = aioredis.Redis.from_url(REDIS_URL)
     probes: list[Probe] = []
@@ -143,9 +144,7 @@ async def run_probes(args: argparse.Namespace, settings: Settings, api: str, tok
     # The run may cross midnight UTC: a range around today.
     period = {"from": str(today - timedelta(days=1)), "to": str(today + timedelta(days=1))}
     try:
-        async with httpx.AsyncClient(
-            base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=30
-        ) as http:
+        async with httpx.AsyncClient(base_url=api, headers=auth, timeout=30) as http:
 
             async def poll(probe: Probe) -> None:
                 response = await http.get(f"/api/analytics/widgets/{probe.widget_id}", params=period)
@@ -238,33 +237,19 @@ def wait_for_publish(layout: WarehouseLayout, daemon: Server, timeout: float) ->
     raise RuntimeError(f"nothing published within {timeout:.0f} s:\n{daemon.tail()}")
 
 
-def stop_daemon(server: Server) -> None:
-    # Dagster shuts its code servers and runs down on SIGINT (as `bazaar dev` stops it).
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGINT)
-        try:
-            server.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(timeout=5)
-    server.log.close()
-
-
 def main() -> int:
     args = parse_args()
     # A plain kill (SIGTERM) still runs the clean-up in the finally blocks.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if not (reachable(5432) and reachable(6379)):
-        print(f"needs Postgres on {HOST}:5432 and Redis on {HOST}:6379", file=sys.stderr)
+    if not services_answer(redis_required=True):
         return 2
-    print(f"machine: {machine_note()}; {load_average()} before the run")
+    print_machine()
     workdir = Path(tempfile.mkdtemp(prefix="bazaar-bench-freshness-"))
     warehouse, dagster_home, logs = workdir / "warehouse", workdir / "dagster", workdir / "logs"
     for folder in (warehouse, dagster_home, logs):
         folder.mkdir()
     shutil.copyfile(ROOT / "pipelines" / "dagster.yaml", dagster_home / "dagster.yaml")
     layout = WarehouseLayout(warehouse)
-    servers: list[Server] = []
     probes: list[Probe] = []
     runs: list[dict[str, object]] = []
     first_version = ""
@@ -274,71 +259,58 @@ def main() -> int:
         took = time.perf_counter() - started
         print(f"landed {beacons:,} beacons and {events:,} domain events in {took:.1f} s")
 
-        database_url = create_database(DATABASE)
-        clean_redis(REDIS_PREFIX)
-        env = {
-            **api_env(database_url, REDIS_PREFIX, use_redis=True),
-            "WAREHOUSE_DIR": str(warehouse),
-            "DAGSTER_HOME": str(dagster_home),
-            "LOG_LEVEL": "INFO",
-        }
-        for name in ("WAREHOUSE_REFRESH_SECONDS", "ANALYTICS_CACHE_TTL_SECONDS", "LANDING_FLUSH_SECONDS"):
-            env.pop(name, None)  # the defaults are what is measured
-        settings = Settings(redis_url=REDIS_URL, redis_prefix=REDIS_PREFIX, _env_file=None)  # type: ignore[call-arg]
-        subprocess.run(
-            [str(ROOT / ".venv/bin/bazaar"), "create-admin", "--email", ADMIN_EMAIL, "--password", PASSWORD],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        bin_dir = ROOT / ".venv" / "bin"
-        port = free_port()
-        api_server = start("api", [str(bin_dir / "bazaar"), "serve", "--port", str(port)], env, logs)
-        servers.append(api_server)
-        servers.append(start("worker", [str(bin_dir / "bazaar"), "worker"], env, logs))
-        daemon = start(
-            "dagster-daemon",
-            [str(bin_dir / "dagster-daemon"), "run", "-m", "pipelines.definitions"],
-            env,
-            logs,
-        )
-        servers.append(daemon)
-        api = f"http://{HOST}:{port}"
-        wait_ready(api_server, f"{api}/healthz", timeout=240)
-        print(
-            f"stack up: API {api}, worker, dagster-daemon "
-            f"(sensor every {settings.warehouse_refresh_seconds} s); "
-            "waiting for Dagster's first warehouse run to publish ...",
-            flush=True,
-        )
-        first_version = wait_for_publish(layout, daemon, timeout=900)
-        print(f"first publish {first_version} after {time.perf_counter() - started:.0f} s; {load_average()}")
-        response = httpx.post(
-            f"{api}/api/auth/login", json={"email": ADMIN_EMAIL, "password": PASSWORD}, timeout=30
-        )
-        response.raise_for_status()
-        token = response.json()["accessToken"]
-        print(
-            f"probing for {args.minutes:g} minutes, a batch of {args.batch} messages every "
-            f"{args.min_gap:g}-{args.max_gap:g} s",
-            flush=True,
-        )
-        probes = asyncio.run(run_probes(args, settings, api, token))
-        if any(p.seen_at is None for p in probes):
-            print(f"API log (last lines):\n{api_server.tail(15)}")
-        for server in servers:
-            if server.process.poll() is not None:
-                raise RuntimeError(f"{server.name} died during the run:\n{server.tail()}")
-        runs = warehouse_runs(dagster_home)
+        with (
+            bench_database(DATABASE, REDIS_PREFIX, use_redis=True) as database_url,
+            stopped_at_exit() as servers,
+        ):
+            env = {
+                **api_env(database_url, REDIS_PREFIX, use_redis=True),
+                "WAREHOUSE_DIR": str(warehouse),
+                "DAGSTER_HOME": str(dagster_home),
+                "LOG_LEVEL": "INFO",
+            }
+            for name in ("WAREHOUSE_REFRESH_SECONDS", "ANALYTICS_CACHE_TTL_SECONDS", "LANDING_FLUSH_SECONDS"):
+                env.pop(name, None)  # the defaults are what is measured
+            settings = Settings(redis_url=REDIS_URL, redis_prefix=REDIS_PREFIX, _env_file=None)  # type: ignore[call-arg]
+            create_admin(env, ADMIN_EMAIL, PASSWORD)
+            api_server = start_api("api", env, logs, workers=None)
+            servers.append(api_server)
+            servers.append(start("worker", [BAZAAR, "worker"], env, logs))
+            # Dagster shuts its code servers and runs down on SIGINT (as `bazaar dev` stops it).
+            daemon = start(
+                "dagster-daemon",
+                [str(BIN / "dagster-daemon"), "run", "-m", "pipelines.definitions"],
+                env,
+                logs,
+                stop_signal=signal.SIGINT,
+                stop_timeout=30,
+            )
+            servers.append(daemon)
+            api = api_server.url
+            wait_ready(api_server, timeout=240)
+            print(
+                f"stack up: API {api}, worker, dagster-daemon "
+                f"(sensor every {settings.warehouse_refresh_seconds} s); "
+                "waiting for Dagster's first warehouse run to publish ...",
+                flush=True,
+            )
+            first_version = wait_for_publish(layout, daemon, timeout=900)
+            print(
+                f"first publish {first_version} after {time.perf_counter() - started:.0f} s; {load_average()}"
+            )
+            with httpx.Client(base_url=api, timeout=30) as http:
+                auth = log_in(http, ADMIN_EMAIL, PASSWORD)
+            print(
+                f"probing for {args.minutes:g} minutes, a batch of {args.batch} messages every "
+                f"{args.min_gap:g}-{args.max_gap:g} s",
+                flush=True,
+            )
+            probes = asyncio.run(run_probes(args, settings, api, auth))
+            if any(p.seen_at is None for p in probes):
+                print(f"API log (last lines):\n{api_server.tail(15)}")
+            ensure_running(servers)
+            runs = warehouse_runs(dagster_home)
     finally:
-        for server in servers:
-            if server.name == "dagster-daemon":
-                stop_daemon(server)
-            else:
-                stop(server)
-        drop_database(DATABASE)
-        clean_redis(REDIS_PREFIX)
         shutil.rmtree(workdir, ignore_errors=True)
 
     latencies = [p.latency for p in probes if p.latency is not None]
@@ -371,23 +343,15 @@ def main() -> int:
         print(f"no probe was seen ({missing} missing)")
     print(f"{load_average()} after the run")
 
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (out / f"freshness-{stamp}.json").write_text(
-        json.dumps(
-            {
-                "at": stamp,
-                "machine": machine_note(),
-                "load_average_after": load_average(),
-                "beacons": args.beacons,
-                "sensor_interval_s": settings.warehouse_refresh_seconds,
-                "first_version": first_version,
-                "probes": [asdict(p) for p in probes],
-                "runs": runs,
-            },
-            indent=2,
-        )
+    write_results(
+        "freshness",
+        {
+            "beacons": args.beacons,
+            "sensor_interval_s": settings.warehouse_refresh_seconds,
+            "first_version": first_version,
+            "probes": [asdict(p) for p in probes],
+            "runs": runs,
+        },
     )
     return 0 if latencies and not missing and percentile(latencies, 0.95) < TARGET_P95_SECONDS else 1
 

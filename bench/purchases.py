@@ -38,7 +38,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,28 +48,26 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # Run as a script, bench/ is not a package: the project root on sys.path makes ``bench.*``.
-# The auth benchmark's measurement helpers, and the servers, database and Redis shared by both.
-from bench.auth_me import (  # noqa: E402
+from bench.common import (  # noqa: E402
+    CpuMeter,
     Measure,
-    client_cpu_seconds,
     load_average,
-    machine_note,
     percentile,
-    process_cpu_seconds,
+    print_machine,
     run_async_client,
+    write_results,
 )
 from bench.servers import (  # noqa: E402
     HOST,
     REDIS_URL,
     Server,
     api_env,
-    clean_redis,
-    create_database,
-    drop_database,
-    free_port,
+    bench_database,
+    ensure_running,
     reachable,
-    start,
-    stop,
+    services_answer,
+    start_api,
+    stopped_at_exit,
     wait_ready,
 )
 
@@ -333,7 +330,7 @@ def run_storm(
     *,
     one_at_a_time: bool = False,
 ) -> tuple[Storm, list[Answer]]:
-    server_before, client_before = process_cpu_seconds(api_pid), client_cpu_seconds()
+    meter = CpuMeter(api_pid)
     with WaitSampler(database_url) as sampler:
         if one_at_a_time:
             answers, seconds = [], 0.0
@@ -343,7 +340,7 @@ def run_storm(
                 seconds += elapsed
         else:
             answers, seconds = asyncio.run(fire_at_once(host, port, requests))
-    server_after = process_cpu_seconds(api_pid)
+    server_cpu, client_cpu = meter.shares(seconds)
     latencies = [a.latency for a in answers]
     storm = Storm(
         name=name,
@@ -355,10 +352,8 @@ def run_storm(
         p50_ms=percentile(latencies, 0.5) * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
         max_ms=max(latencies) * 1000,
-        server_cpu=(server_after - server_before) / seconds
-        if server_before is not None and server_after is not None
-        else 0.0,
-        client_cpu=(client_cpu_seconds() - client_before) / seconds,
+        server_cpu=server_cpu,
+        client_cpu=client_cpu,
         waits=sampler.shares(),
     )
     return storm, answers
@@ -410,12 +405,9 @@ def describe(failures: list[Any]) -> str:
 
 def measure_baselines(api: str, api_pid: int, args: argparse.Namespace, report: Report) -> None:
     for name, path in (("browse", "/api/marketplace/projects"), ("healthz", "/healthz")):
-        server_before, client_before = process_cpu_seconds(api_pid), client_cpu_seconds()
+        meter = CpuMeter(api_pid)
         measure = run_async_client(f"{api}{path}", {}, args.baseline_requests, args.baseline_concurrency)
-        server_after = process_cpu_seconds(api_pid)
-        if server_before is not None and server_after is not None:
-            measure.server_cpu = (server_after - server_before) / measure.seconds
-        measure.client_cpu = (client_cpu_seconds() - client_before) / measure.seconds
+        measure.server_cpu, measure.client_cpu = meter.shares(measure.seconds)
         if measure.errors:
             raise RuntimeError(f"{path}: {measure.errors} failed requests of {measure.requests}")
         report.baselines[name].append(measure)
@@ -538,83 +530,66 @@ def check_ledger_invariants(database_url: str) -> list[Check]:
 
 def main() -> int:
     args = parse_args()
-    if not reachable(5432):
-        print(
-            f"Postgres does not answer on {HOST}:5432; start it first (see bench/README.md).", file=sys.stderr
-        )
+    if not services_answer():
         return 2
     use_redis = reachable(6379)
     per_storm = args.buyers * args.per_buyer
-    print(f"machine: {machine_note()}; {load_average()} before the run")
+    print_machine()
     print(
         f"world: {args.builders} builders with one listing each, 2 cohorts of {args.buyers} buyers "
         f"buying {args.per_buyer} listings each ({per_storm} purchases per storm)"
     )
     print(f"redis: {REDIS_URL if use_redis else 'not answering: in-process fallback'}")
 
-    database_url = create_database(DATABASE)
-    if use_redis:
-        clean_redis(REDIS_PREFIX)
     report = Report()
-    port = free_port()
-    api = f"http://{HOST}:{port}"
-    server: Server | None = None
-    with tempfile.TemporaryDirectory(prefix="bazaar-bench-purchases-") as logs:
-        try:
-            server = start(
-                "api",
-                [str(ROOT / ".venv" / "bin" / "bazaar"), "serve", "--port", str(port), "--workers", "1"],
-                server_env(database_url, use_redis),
-                Path(logs),
-            )
-            wait_ready(server, f"{api}/healthz")
-            pid = server.process.pid
+    with (
+        bench_database(DATABASE, REDIS_PREFIX, use_redis=use_redis) as database_url,
+        tempfile.TemporaryDirectory(prefix="bazaar-bench-purchases-") as logs,
+        stopped_at_exit() as servers,
+    ):
+        server = start_api("api", server_env(database_url, use_redis), Path(logs))
+        servers.append(server)
+        wait_ready(server)
+        api, pid, port = server.url, server.process.pid, server.port
 
-            started = time.perf_counter()
-            projects, cohorts = asyncio.run(build_world(api, args))
-            print(f"set-up through the API: {time.perf_counter() - started:.1f} s")
-            measure_baselines(api, pid, args, report)
+        started = time.perf_counter()
+        projects, cohorts = asyncio.run(build_world(api, args))
+        print(f"set-up through the API: {time.perf_counter() - started:.1f} s")
+        measure_baselines(api, pid, args, report)
 
-            first = cohorts[0]
-            alone = plan_before_storm(projects, first, args.per_buyer, args.sequential)
-            requests = [purchase_request(HOST, port, b, p, secrets.token_hex(8)) for b, p in alone]
-            storm, answers = run_storm(
-                "one at a time", pid, HOST, port, requests, len(alone), database_url, one_at_a_time=True
-            )
-            report.storms.append(storm)
-            report.checks += check_storm(storm, answers, duplicates=False)
-            print_storm(storm)
+        first = cohorts[0]
+        alone = plan_before_storm(projects, first, args.per_buyer, args.sequential)
+        requests = [purchase_request(HOST, port, b, p, secrets.token_hex(8)) for b, p in alone]
+        storm, answers = run_storm(
+            "one at a time", pid, HOST, port, requests, len(alone), database_url, one_at_a_time=True
+        )
+        report.storms.append(storm)
+        report.checks += check_storm(storm, answers, duplicates=False)
+        print_storm(storm)
 
-            plain = plan_purchases(projects, first, args.per_buyer)
-            requests = [purchase_request(HOST, port, b, p, secrets.token_hex(8)) for b, p in plain]
-            storm, answers = run_storm("storm", pid, HOST, port, requests, per_storm, database_url)
-            report.storms.append(storm)
-            report.checks += check_storm(storm, answers, duplicates=False)
-            print_storm(storm)
-            measure_baselines(api, pid, args, report)
+        plain = plan_purchases(projects, first, args.per_buyer)
+        requests = [purchase_request(HOST, port, b, p, secrets.token_hex(8)) for b, p in plain]
+        storm, answers = run_storm("storm", pid, HOST, port, requests, per_storm, database_url)
+        report.storms.append(storm)
+        report.checks += check_storm(storm, answers, duplicates=False)
+        print_storm(storm)
+        measure_baselines(api, pid, args, report)
 
-            twice = []
-            for buyer, project in plan_purchases(projects, cohorts[1], args.per_buyer):
-                request = purchase_request(HOST, port, buyer, project, secrets.token_hex(8))
-                twice += [request, request]
-            storm, answers = run_storm("duplicate storm", pid, HOST, port, twice, per_storm, database_url)
-            report.storms.append(storm)
-            report.checks += check_storm(storm, answers, duplicates=True)
-            print_storm(storm)
-            measure_baselines(api, pid, args, report)
+        twice = []
+        for buyer, project in plan_purchases(projects, cohorts[1], args.per_buyer):
+            request = purchase_request(HOST, port, buyer, project, secrets.token_hex(8))
+            twice += [request, request]
+        storm, answers = run_storm("duplicate storm", pid, HOST, port, twice, per_storm, database_url)
+        report.storms.append(storm)
+        report.checks += check_storm(storm, answers, duplicates=True)
+        print_storm(storm)
+        measure_baselines(api, pid, args, report)
 
-            if server.process.poll() is not None:
-                raise RuntimeError(f"the API died during the run:\n{server.tail()}")
-            if not all(check.ok for check in report.checks):
-                print_server_errors(server)
-            report.checks += check_database(database_url, 2 * per_storm + args.sequential)
-            report.checks += check_ledger_invariants(database_url)
-        finally:
-            if server is not None:
-                stop(server)
-            drop_database(DATABASE)
-            if use_redis:
-                clean_redis(REDIS_PREFIX)
+        ensure_running(servers)
+        if not all(check.ok for check in report.checks):
+            print_server_errors(server)
+        report.checks += check_database(database_url, 2 * per_storm + args.sequential)
+        report.checks += check_ledger_invariants(database_url)
 
     return summarize(report, args)
 
@@ -666,24 +641,16 @@ def summarize(report: Report, args: argparse.Namespace) -> int:
         print(f"{'OK  ' if check.ok else 'FAIL'}  {check.name}{'' if check.ok else ': ' + check.detail}")
     print(f"{load_average()} after the run")
 
-    results = ROOT / "bench" / "results"
-    results.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (results / f"purchases-{stamp}.json").write_text(
-        json.dumps(
-            {
-                "at": stamp,
-                "machine": machine_note(),
-                "load_average_after": load_average(),
-                "args": vars(args),
-                "storms": [{**asdict(s), "purchases_per_s": s.purchases_per_s} for s in report.storms],
-                "baselines": {name: [asdict(m) for m in runs] for name, runs in report.baselines.items()},
-                "browse_rps": browse,
-                "healthz_rps": healthz,
-                "checks": [asdict(c) for c in report.checks],
-            },
-            indent=2,
-        )
+    write_results(
+        "purchases",
+        {
+            "args": vars(args),
+            "storms": [{**asdict(s), "purchases_per_s": s.purchases_per_s} for s in report.storms],
+            "baselines": {name: [asdict(m) for m in runs] for name, runs in report.baselines.items()},
+            "browse_rps": browse,
+            "healthz_rps": healthz,
+            "checks": [asdict(c) for c in report.checks],
+        },
     )
     failed = [c for c in report.checks if not c.ok]
     if failed:

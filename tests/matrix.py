@@ -6,7 +6,7 @@ Each matrix keeps its own table (``MATRIX``) and its own world-building next to 
 """
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import httpx
@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from app.core.db import sessionmaker
 from app.models import OutboxEvent
 from tests.conftest import build_settings, http_client, running_app
+from tests.factories import Account, signed_in
 
 PERSONAS = ("anonymous", "end_user", "owner", "other_builder", "super_admin")
 
@@ -75,6 +76,33 @@ def assert_error_shape(response: httpx.Response) -> dict[str, Any]:
 def route_key(method: str, path: str) -> tuple[str, str]:
     """A route as the coverage tests compare it: path parameters' names do not matter."""
     return method, re.sub(r"\{[^}]+\}", "{}", path)
+
+
+def assert_matrix_covers(app: FastAPI, matrix: Iterable[str], where: Callable[[str], bool]) -> None:
+    """The rows of ``matrix`` (``"METHOD /path"``, then a query or a note) name exactly the app's
+    routes whose path ``where`` accepts: a new route without a row fails, as does a stale row."""
+    routes = {
+        route_key(method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+        if where(path)
+    }
+    in_matrix = {route_key(*endpoint.split("?")[0].split()[:2]) for endpoint in matrix}
+    assert routes == in_matrix, (
+        f"routes missing from the matrix: {sorted(routes - in_matrix)}; "
+        f"rows that are no route: {sorted(in_matrix - routes)}"
+    )
+
+
+async def actor_for(client: httpx.AsyncClient, persona: str, **cast: Account) -> Account | None:
+    """Who calls as ``persona``: nobody for ``anonymous``, the account ``cast`` names for it
+    (``owner=...``, ``end_user=buyer``), else one signed in for the case (``other_builder``: a
+    builder who owns nothing of the world)."""
+    if persona == "anonymous":
+        return None
+    if persona in cast:
+        return cast[persona]
+    return await signed_in(client, "builder" if persona == "other_builder" else persona)
 
 
 def matrix_cases(matrix: dict[str, tuple[int, ...]], personas: tuple[str, ...] = PERSONAS) -> list[Any]:

@@ -22,12 +22,13 @@ from tests.analytics.marts import publish, usage_rows
 from tests.factories import Account, create_project, signed_in
 from tests.matrix import (
     PERSONAS,
+    actor_for,
     assert_error_shape,
+    assert_matrix_covers,
     event_count,
     matrix_cases,
     module_app,
     module_client,
-    route_key,
 )
 
 # ``{owner}`` the builder, ``{me}`` the caller (the owner for anonymous callers).
@@ -112,14 +113,8 @@ async def _world(client: httpx.AsyncClient, persona: str, settings: Settings) ->
             )
         },
     )
-    actors: dict[str, Account | None] = {
-        "anonymous": None,
-        "owner": owner,
-        "end_user": customer,
-        "other_builder": await signed_in(client, "builder"),
-        "super_admin": await signed_in(client, "super_admin"),
-    }
-    return World(owner=owner, customer=customer, project=project, widget=widget, actor=actors[persona])
+    actor = await actor_for(client, persona, owner=owner, end_user=customer)
+    return World(owner=owner, customer=customer, project=project, widget=widget, actor=actor)
 
 
 @pytest.mark.parametrize(("endpoint", "persona", "expected"), matrix_cases(MATRIX))
@@ -147,13 +142,8 @@ async def test_persona_gets_the_status_the_matrix_promises(
 
 
 def test_matrix_covers_every_analytics_route(app: FastAPI) -> None:
-    routes = {
-        route_key(method.upper(), path)
-        for path, operations in app.openapi()["paths"].items()
-        for method in operations
-        if "analytics" in path and not path.startswith("/api/marketplace")
-    }
-    in_matrix = {route_key(*endpoint.split("?")[0].split()[:2]) for endpoint in MATRIX}
-    assert routes == in_matrix
+    assert_matrix_covers(
+        app, MATRIX, lambda path: "analytics" in path and not path.startswith("/api/marketplace")
+    )
     assert set(CODES) <= set(MATRIX)
     assert PERSONAS == ("anonymous", "end_user", "owner", "other_builder", "super_admin")

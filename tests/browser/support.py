@@ -12,8 +12,6 @@ import asyncio
 import html
 import json
 import secrets
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -22,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.applications import Starlette
@@ -31,6 +28,7 @@ from starlette.routing import Route
 
 from app.core.errors import install_error_handlers
 from app.widgets.assets import router as assets_router
+from tests.fakes import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -42,37 +40,13 @@ requires_chromium = pytest.mark.skipif(
 )
 
 
-class ServerThread:
-    """An ASGI app served by uvicorn on a free port of 127.0.0.1, in a daemon thread."""
+class ServerThread(serving.ServerThread):
+    """An ASGI app served by uvicorn on a free port of 127.0.0.1, in a daemon thread; its
+    ``origin`` is what a browser calls it."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.origin = ""
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> ServerThread:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(
-            self.app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("test server did not start")
-            time.sleep(0.005)
-        self.origin = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        return self
-
-    def stop(self) -> None:
-        if self._server and self._thread:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
+    @property
+    def origin(self) -> str:
+        return self.base_url
 
 
 # ---- host pages ----------------------------------------------------------------------------------

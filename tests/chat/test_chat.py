@@ -6,44 +6,30 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from app.core.db import sessionmaker
-from app.models import ChatMessage, LlmModel, Project, ProjectChat
+from app.models import ChatMessage, LlmModel, ProjectChat
 from tests.chat.conftest import KNOWLEDGE, Knowledge, StubToolset
+from tests.chat.steps import ask, chat_project
 from tests.factories import Account, create_project, events_of, signed_in
 from tests.fakes.llm_server import Fail, FakeLLM, Hang, Reply, last_tool_result
-from tests.llm.helpers import configure_model, stream_chat
+from tests.llm.helpers import stream_chat
 
 PROMPT = "You are the support agent of Acme. Answer in one sentence."
 
 
 async def fake_project(owner: Account, fake: FakeLLM, **fields: Any) -> UUID:
-    key = await configure_model(
-        f"fake/gpt-{uuid4().hex[:6]}",
-        base_url=fake.openai_base_url,
+    """A project on ``fake`` with the prompt and prices the tests check against."""
+    return await chat_project(
+        owner,
+        fake.openai_base_url,
+        prompt=PROMPT,
         input_price="0.15",
         output_price="0.60",
         provider_name="fake",
+        **fields,
     )
-    mcp_servers = fields.pop("mcp_servers", [])
-    project = await create_project(owner, name="Support", prompt=PROMPT, llm=key, **fields)
-    if mcp_servers:
-        # Arranged in the table directly: the MCP domain validates real client ids, and the
-        # toolset is stubbed here anyway.
-        async with sessionmaker()() as db:
-            await db.execute(update(Project).where(Project.id == project).values(mcp_servers=mcp_servers))
-            await db.commit()
-    return project
-
-
-async def ask(
-    client: httpx.AsyncClient, owner: Account, project: UUID, message: str, conversation: str | None = None
-) -> httpx.Response:
-    body: dict[str, Any] = {"message": message}
-    if conversation:
-        body["conversationId"] = conversation
-    return await client.post(f"/api/projects/{project}/chat", json=body, headers=owner.headers)
 
 
 async def stored_messages() -> list[tuple[str, str]]:

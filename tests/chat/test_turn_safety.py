@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import httpx
 import pytest
@@ -25,10 +25,11 @@ from app.core.runtime import runtime
 from app.llm.types import TextDelta
 from app.mcp.toolset import cap
 from app.models import ChatChannel, ChatMessage, Project
-from tests.factories import Account, create_mcp_client, create_project, events_of, signed_in
+from tests.chat.steps import ask, chat_project
+from tests.factories import create_mcp_client, events_of, signed_in
 from tests.fakes.llm_server import Fail, FakeLLM, Reply
 from tests.fakes.mcp_servers import HangingHttpServer, McpHttpServer
-from tests.llm.helpers import configure_model, sse_events, stream_chat
+from tests.llm.helpers import sse_events, stream_chat
 from tests.llm.paced_llm import Gated, Now, PacedLLM
 
 WAIT_SECONDS = 15.0
@@ -56,30 +57,6 @@ def orders_server() -> Iterator[McpHttpServer]:
 def paced() -> Iterator[PacedLLM]:
     with PacedLLM() as llm:
         yield llm
-
-
-async def project_with(
-    owner: Account, base_url: str, *, mcp_servers: list[str] | None = None, kind: str = "openai_compatible"
-) -> UUID:
-    key = await configure_model(
-        f"fake/m-{uuid4().hex[:6]}", base_url=base_url, kind=kind, input_price="1", output_price="2"
-    )
-    project = await create_project(owner, name="Support", prompt="Be brief.", llm=key)
-    if mcp_servers:
-        # Straight into the table: attaching is the projects domain's, tested there.
-        async with sessionmaker()() as db:
-            await db.execute(update(Project).where(Project.id == project).values(mcp_servers=mcp_servers))
-            await db.commit()
-    return project
-
-
-async def ask(
-    client: httpx.AsyncClient, owner: Account, project: UUID, message: str, conversation: str | None = None
-) -> httpx.Response:
-    body: dict[str, Any] = {"message": message}
-    if conversation:
-        body["conversationId"] = conversation
-    return await client.post(f"/api/projects/{project}/chat", json=body, headers=owner.headers)
 
 
 async def stored_messages() -> list[ChatMessage]:
@@ -127,7 +104,7 @@ async def test_a_rate_limited_provider_is_a_502_while_real_mcp_tools_are_connect
 ) -> None:
     owner = await signed_in(client, "builder")
     orders = await create_mcp_client("Orders", connection_string=orders_server.url)
-    project = await project_with(owner, fake_llm.openai_base_url, mcp_servers=[orders])
+    project = await chat_project(owner, fake_llm.openai_base_url, mcp_servers=[orders])
     fake_llm.script(Fail(429, retry_after=0, times=2))
 
     response = await ask(client, owner, project, "Hi")
@@ -154,7 +131,7 @@ async def test_no_database_connection_is_held_while_mcp_servers_connect(
     owner = await signed_in(client, "builder")
     with HangingHttpServer() as hanging:
         slow = await create_mcp_client("Slow", connection_string=hanging.url)
-        project = await project_with(owner, fake_llm.openai_base_url, mcp_servers=[slow])
+        project = await chat_project(owner, fake_llm.openai_base_url, mcp_servers=[slow])
         fake_llm.script(Reply(text="Answered without tools."))
 
         asking = asyncio.create_task(ask(client, owner, project, "Hi"))
@@ -181,7 +158,7 @@ async def test_nul_characters_from_the_model_and_a_tool_are_dropped_and_the_answ
 ) -> None:
     owner = await signed_in(client, "builder")
     orders = await create_mcp_client("Orders", connection_string=orders_server.url)
-    project = await project_with(owner, fake_llm.openai_base_url, mcp_servers=[orders])
+    project = await chat_project(owner, fake_llm.openai_base_url, mcp_servers=[orders])
     # The real MCP server echoes the order id it was given: the NUL comes back in its output.
     fake_llm.script(
         Reply(text="", tool_calls=[("orders__lookup_order", {"order_id": "A-\u00001001"})]),
@@ -205,7 +182,7 @@ async def test_a_question_with_a_nul_character_is_refused_and_stores_nothing(
     client: httpx.AsyncClient, fake_llm: FakeLLM
 ) -> None:
     owner = await signed_in(client, "builder")
-    project = await project_with(owner, fake_llm.openai_base_url)
+    project = await chat_project(owner, fake_llm.openai_base_url)
 
     response = await ask(client, owner, project, "Hello\u0000")
 
@@ -219,7 +196,7 @@ async def test_an_answer_that_cannot_be_stored_is_a_clear_error_and_the_question
     client: httpx.AsyncClient, fake_llm: FakeLLM, streamed: bool
 ) -> None:
     owner = await signed_in(client, "builder")
-    project = await project_with(owner, fake_llm.openai_base_url)
+    project = await chat_project(owner, fake_llm.openai_base_url)
     fake_llm.script(Reply(text="An answer the outbox will not take."))
 
     async def outbox_down(*args: Any, **kwargs: Any) -> None:
@@ -259,7 +236,7 @@ async def test_a_client_that_hangs_up_mid_answer_still_gets_the_answer_stored_an
     app: FastAPI, client: httpx.AsyncClient, paced: PacedLLM
 ) -> None:
     owner = await signed_in(client, "builder")
-    project = await project_with(owner, paced.openai_base_url)
+    project = await chat_project(owner, paced.openai_base_url)
     paced.script(Gated(["Thirty ", "days, ", "shipping excluded."], input_tokens=40, output_tokens=12))
 
     async with served(app) as (url, server), httpx.AsyncClient(base_url=url, timeout=WAIT_SECONDS) as browser:
@@ -298,7 +275,7 @@ async def test_an_answer_cut_short_by_the_server_stopping_keeps_what_was_said_an
     client: httpx.AsyncClient, paced: PacedLLM
 ) -> None:
     owner = await signed_in(client, "builder")
-    project = await project_with(owner, paced.openai_base_url)
+    project = await chat_project(owner, paced.openai_base_url)
     paced.script(Gated(["Thirty days ", "and more."]))
     settings = runtime().settings
     async with sessionmaker()() as db:
@@ -343,7 +320,7 @@ async def test_a_second_question_while_the_first_is_answered_is_refused_with_cha
     client: httpx.AsyncClient, paced: PacedLLM
 ) -> None:
     owner = await signed_in(client, "builder")
-    project = await project_with(owner, paced.openai_base_url)
+    project = await chat_project(owner, paced.openai_base_url)
     paced.script(Now("Hello."), Gated(["Thirty ", "days."]))
     conversation = (await ask(client, owner, project, "Hi")).json()["conversationId"]
 
@@ -374,7 +351,7 @@ async def test_a_question_left_unanswered_by_a_dead_process_does_not_block_the_c
     client: httpx.AsyncClient, paced: PacedLLM
 ) -> None:
     owner = await signed_in(client, "builder")
-    project = await project_with(owner, paced.openai_base_url)
+    project = await chat_project(owner, paced.openai_base_url)
     conversation = (await ask(client, owner, project, "Hi")).json()["conversationId"]
     async with sessionmaker()() as db:  # a question whose answering process was killed
         db.add(ChatMessage(chat_id=UUID(conversation), role="user", content="Lost?", metadata_={}))
@@ -402,7 +379,7 @@ async def test_an_empty_answer_is_not_sent_back_as_history(
 ) -> None:
     owner = await signed_in(client, "builder")
     base_url = fake_llm.base_url if kind == "anthropic" else fake_llm.openai_base_url
-    project = await project_with(owner, base_url, kind=kind)
+    project = await chat_project(owner, base_url, kind=kind)
     fake_llm.script(Reply(text=""), Reply(text="Thirty days."))
     first = await ask(client, owner, project, "Refund window?")
     assert (first.status_code, first.json()["message"]["content"]) == (200, "")
@@ -421,7 +398,7 @@ async def test_the_history_window_starts_with_a_question(
     client: httpx.AsyncClient, fake_llm: FakeLLM
 ) -> None:
     owner = await signed_in(client, "builder")
-    project = await project_with(owner, fake_llm.openai_base_url)
+    project = await chat_project(owner, fake_llm.openai_base_url)
     fake_llm.script(Reply(text="a0"), Reply(text="a1"), Reply(text="a2"))
     conversation = None
     for n in range(3):

@@ -24,18 +24,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.fakes.serving import HttpFake
 
 Obj = dict[str, Any]
 HANG_LIMIT_SECONDS = 30.0
@@ -110,14 +111,14 @@ def _sse(data: Obj | str, event: str | None = None) -> bytes:
     return ((f"event: {event}\n" if event else "") + f"data: {payload}\n\n").encode()
 
 
-class FakeLLM:
+class FakeLLM(HttpFake):
+    server_name = "fake LLM server"
+
     def __init__(self, api_key: str | None = "sk-fake-llm-key-0123456789") -> None:
         self.api_key = api_key
         self.base_url = ""
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -152,47 +153,13 @@ class FakeLLM:
             ]
         )
 
-    def start(self) -> FakeLLM:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(
-            self.app(),
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            loop="asyncio",
-            timeout_graceful_shutdown=1,
-        )
+    def start(self) -> Self:
         self._stopping.clear()
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("fake LLM server did not start")
-            time.sleep(0.005)
-        self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        return self
+        return super().start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._server and self._thread:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeLLM:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> FakeLLM:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)
+        self._stopping.set()  # ends hanging answers, so the server can stop
+        super().stop()
 
     # ---- plumbing -------------------------------------------------------------------------------
 
@@ -250,8 +217,13 @@ class FakeLLM:
         return record, step, None
 
     @staticmethod
-    def _text(reply: Reply, body: Obj) -> str:
-        return reply.text(body) if callable(reply.text) else reply.text
+    def _answer(record: RecordedRequest, step: Step) -> tuple[Reply, str, str, int | None]:
+        """What to answer: the reply, its text, the model asked for, and after how many text
+        chunks to hang (None: do not)."""
+        hang_after = step.after_chunks if isinstance(step, Hang) else None
+        reply = step if isinstance(step, Reply) else Reply()
+        text = reply.text(record.body) if callable(reply.text) else reply.text
+        return reply, text, record.body.get("model", "fake"), hang_after
 
     # ---- OpenAI ---------------------------------------------------------------------------------
 
@@ -259,10 +231,7 @@ class FakeLLM:
         record, step, early = await self._before(request, anthropic=False)
         if early is not None:
             return early
-        hang_after = step.after_chunks if isinstance(step, Hang) else None
-        reply = step if isinstance(step, Reply) else Reply()
-        text = self._text(reply, record.body)
-        model = record.body.get("model", "fake")
+        reply, text, model, hang_after = self._answer(record, step)
         if not record.body.get("stream"):
             message: Obj = {"role": "assistant", "content": text or None}
             if reply.tool_calls:
@@ -351,10 +320,7 @@ class FakeLLM:
         record, step, early = await self._before(request, anthropic=True)
         if early is not None:
             return early
-        hang_after = step.after_chunks if isinstance(step, Hang) else None
-        reply = step if isinstance(step, Reply) else Reply()
-        text = self._text(reply, record.body)
-        model = record.body.get("model", "fake")
+        reply, text, model, hang_after = self._answer(record, step)
         stop_reason = "tool_use" if reply.tool_calls else "end_turn"
         if not record.body.get("stream"):
             content: list[Obj] = [{"type": "text", "text": text}] if text else []

@@ -24,14 +24,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import uvicorn
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
@@ -40,6 +37,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tests.fakes.serving import HttpFake
 
 ORDERS: dict[str, dict[str, Any]] = {
     "A-1001": {"status": "shipped", "total": "42.00 EUR", "items": 2},
@@ -104,7 +103,7 @@ class SeenRequest:
 class _Recorder:
     """ASGI middleware: records requests and refuses those without the expected bearer token."""
 
-    def __init__(self, app: ASGIApp, owner: _UvicornThread) -> None:
+    def __init__(self, app: ASGIApp, owner: _RecordingServer) -> None:
         self.app, self.owner = app, owner
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -118,61 +117,29 @@ class _Recorder:
         await self.app(scope, receive, send)
 
 
-class _UvicornThread:
-    """Runs an ASGI app with uvicorn on 127.0.0.1 (free port) in a daemon thread."""
+class _RecordingServer(HttpFake):
+    """Serves ``endpoint()`` (with its lifespan) behind a ``_Recorder``; ``url`` is where a
+    client connects."""
 
     path = ""
     token: str | None = None
+    lifespan: Literal["on", "off"] = "on"
 
     def __init__(self) -> None:
         self.requests: list[SeenRequest] = []
-        self.port = 0
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+
+    def endpoint(self) -> ASGIApp:
+        raise NotImplementedError
 
     def app(self) -> ASGIApp:
-        raise NotImplementedError
+        return _Recorder(self.endpoint(), self)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.path}"
-
-    def start(self) -> Any:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            _Recorder(self.app(), self),
-            log_level="warning",
-            access_log=False,
-            loop="asyncio",
-            lifespan="on",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"{type(self).__name__} did not start")
-            time.sleep(0.005)
-        return self
-
-    def stop(self) -> None:
-        if self._server and self._thread:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
-
-    def __enter__(self) -> Any:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return f"{self.base_url}{self.path}"
 
 
-class McpHttpServer(_UvicornThread):
+class McpHttpServer(_RecordingServer):
     """The fake MCP server over streamable HTTP (``/mcp``) or the older SSE transport (``/sse``)."""
 
     def __init__(
@@ -186,7 +153,7 @@ class McpHttpServer(_UvicornThread):
         self.transport, self.name, self.token = transport, name, token
         self.path = "/mcp" if transport == "streamable_http" else "/sse"
 
-    def app(self) -> ASGIApp:
+    def endpoint(self) -> ASGIApp:
         server = build_server(self.name)
         # The tests reach it as 127.0.0.1 on a random port.
         security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
@@ -195,7 +162,7 @@ class McpHttpServer(_UvicornThread):
         return server.streamable_http_app(transport_security=security)
 
 
-class HangingHttpServer(_UvicornThread):
+class HangingHttpServer(_RecordingServer):
     """Accepts every request and answers none (until stopped), or, with ``release_after=n``,
     holds the first requests until ``n`` are waiting together, then answers them all 503."""
 
@@ -206,7 +173,7 @@ class HangingHttpServer(_UvicornThread):
         self.release_after = release_after
         self._release = threading.Event()
 
-    def app(self) -> ASGIApp:
+    def endpoint(self) -> ASGIApp:
         async def hang(request: Request) -> Response:
             if self.release_after is not None and len(self.requests) >= self.release_after:
                 self._release.set()
@@ -225,7 +192,7 @@ class HangingHttpServer(_UvicornThread):
         super().stop()
 
 
-class ErroringMcpServer(_UvicornThread):
+class ErroringMcpServer(_RecordingServer):
     """Speaks JSON-RPC over HTTP (the streamable transport's JSON answers) and answers every
     request with the error ``message``, as a broken or hostile MCP server might."""
 
@@ -235,7 +202,7 @@ class ErroringMcpServer(_UvicornThread):
         super().__init__()
         self.message = message
 
-    def app(self) -> ASGIApp:
+    def endpoint(self) -> ASGIApp:
         async def answer(request: Request) -> Response:
             if request.method != "POST":
                 return Response(status_code=405)

@@ -13,14 +13,12 @@ request is logged in ``fake.requests`` and every event Stripe would send is appe
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import hmac
 import json
 import re
 import secrets
-import socket
 import string
 import threading
 import time
@@ -29,11 +27,12 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
 import stripe
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from tests.fakes.serving import HttpFake
 
 Obj = dict[str, Any]
 
@@ -198,8 +197,10 @@ class RecordedRequest:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class FakeStripe:
+class FakeStripe(HttpFake):
     """In-memory Stripe on a real HTTP port. Start with ``with``/``async with`` or ``start()``/``stop()``."""
+
+    server_name = "fake Stripe server"
 
     STORES: ClassVar[dict[str, tuple[str, str]]] = {  # URL segment -> (attribute, object name)
         "checkout/sessions": ("checkout_sessions", "checkout.session"),
@@ -215,8 +216,6 @@ class FakeStripe:
         self.api_key, self.webhook_secret = api_key, webhook_secret
         self.base_url = ""
         self._lock = threading.RLock()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -238,40 +237,8 @@ class FakeStripe:
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
-    def start(self) -> FakeStripe:
-        # IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections (else ~40 ms per keep-alive call)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.bind(("127.0.0.1", 0))
-        app = Starlette(routes=[Route("/{path:path}", self._asgi, methods=["GET", "POST", "DELETE"])])
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", loop="asyncio")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("fake Stripe server did not start")
-            time.sleep(0.005)
-        self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        return self
-
-    def stop(self) -> None:
-        if self._server and self._thread:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeStripe:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> FakeStripe:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{path:path}", self._asgi, methods=["GET", "POST", "DELETE"])])
 
     def client(self, **options: Any) -> stripe.StripeClient:
         """A StripeClient talking to this fake; no retries so failures surface at once."""

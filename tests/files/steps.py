@@ -36,6 +36,11 @@ async def upload(
     return dict(response.json())
 
 
+async def ask_to_process(client: httpx.AsyncClient, who: Account, file_id: str) -> httpx.Response:
+    """``POST /api/files/process`` for ``file_id``, as ``who``."""
+    return await client.post("/api/files/process", json={"fileId": file_id}, headers=who.headers)
+
+
 async def run_worker(settings: Settings) -> None:
     """The real procrastinate worker, on the test database, until the files queue is empty."""
     connector = PsycopgConnector(conninfo=libpq_url(settings.database_url or ""))

@@ -18,12 +18,13 @@ from app.core.runtime import runtime
 from tests.factories import Account, create_project, signed_in
 from tests.files.steps import upload
 from tests.matrix import (
+    actor_for,
     assert_error_shape,
+    assert_matrix_covers,
     event_count,
     matrix_cases,
     module_app,
     module_client,
-    route_key,
 )
 
 # fmt: off
@@ -71,10 +72,7 @@ async def make_world(client: httpx.AsyncClient, persona: str) -> World:
     owner = await signed_in(client, "builder")
     project = await create_project(owner)
     file = await upload(client, owner, project, "notes.txt", CONTENT, process=False)
-    actor: Account | None = {"anonymous": None, "owner": owner}.get(persona)
-    if persona in ("end_user", "other_builder", "super_admin"):
-        actor = await signed_in(client, "builder" if persona == "other_builder" else persona)
-    return World(owner, project, file["id"], actor)
+    return World(owner, project, file["id"], await actor_for(client, persona, owner=owner))
 
 
 async def call(client: httpx.AsyncClient, endpoint: str, world: World) -> httpx.Response:
@@ -118,13 +116,7 @@ async def test_persona_gets_the_status_the_matrix_promises(
 
 
 def test_matrix_covers_every_files_route(app: FastAPI) -> None:
-    routes = {
-        route_key(method.upper(), path)
-        for path, operations in app.openapi()["paths"].items()
-        for method in operations
-        if path.startswith("/api/files")
-    }
-    assert routes == {route_key(*endpoint.split()[:2]) for endpoint in MATRIX}
+    assert_matrix_covers(app, MATRIX, lambda path: path.startswith("/api/files"))
     assert set(CODES) <= set(MATRIX)
 
 

@@ -3,6 +3,7 @@ files end ``failed`` with a reason a person understands, and the worker carries 
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -13,15 +14,27 @@ from app.core.db import sessionmaker
 from app.files.service import file_service
 from app.files.tasks import sweep_stalled_runs
 from app.models import FileProcessing, KnowledgeChunk, KnowledgeFile
-from tests.factories import create_project, events_of, signed_in
+from tests.factories import Account, create_project, events_of, signed_in
 from tests.files.documents import encrypted_pdf, make_docx, make_pdf, malformed_pdf, zip_bomb_docx
 from tests.files.hostile_extractors import misbehaving
-from tests.files.steps import file_of, job_statuses, run_worker, upload
+from tests.files.steps import ask_to_process, file_of, job_statuses, run_worker, upload
 
 HANDBOOK = "\n\n".join(
     f"Section {i}. The Heron {i} kayak weighs {10 + i} kilograms and carries {100 + i} kilograms of load."
     for i in range(40)
 )
+
+
+@pytest.fixture
+async def owner(client: httpx.AsyncClient) -> Account:
+    """A builder, signed in."""
+    return await signed_in(client, "builder")
+
+
+@pytest.fixture
+async def project(owner: Account) -> UUID:
+    """A project of the owner's, where the tests upload."""
+    return await create_project(owner)
 
 
 async def chunk_rows(file_id: str) -> list[tuple[str, int, str]]:
@@ -35,13 +48,11 @@ async def chunk_rows(file_id: str) -> list[tuple[str, int, str]]:
 
 
 async def test_a_processed_file_is_ready_with_its_chunks(
-    client: httpx.AsyncClient, settings: Settings
+    client: httpx.AsyncClient, settings: Settings, owner: Account, project: UUID
 ) -> None:
-    owner = await signed_in(client, "builder")
-    project = await create_project(owner)
     file = await upload(client, owner, project, "handbook.txt", HANDBOOK.encode(), process=False)
 
-    queued = await client.post("/api/files/process", json={"fileId": file["id"]}, headers=owner.headers)
+    queued = await ask_to_process(client, owner, file["id"])
     assert queued.status_code == 202, queued.text
     assert queued.json()["status"] == "queued"
     assert (await file_of(client, owner, file["id"]))["status"] == "queued"
@@ -64,15 +75,13 @@ async def test_a_processed_file_is_ready_with_its_chunks(
 
 
 async def test_reprocessing_a_ready_file_replaces_its_chunks(
-    client: httpx.AsyncClient, settings: Settings
+    client: httpx.AsyncClient, settings: Settings, owner: Account, project: UUID
 ) -> None:
-    owner = await signed_in(client, "builder")
-    project = await create_project(owner)
     file = await upload(client, owner, project, "handbook.txt", HANDBOOK.encode())
     await run_worker(settings)
     before = await chunk_rows(file["id"])
 
-    again = await client.post("/api/files/process", json={"fileId": file["id"]}, headers=owner.headers)
+    again = await ask_to_process(client, owner, file["id"])
     assert again.status_code == 202
     await run_worker(settings)
 
@@ -83,14 +92,12 @@ async def test_reprocessing_a_ready_file_replaces_its_chunks(
 
 
 async def test_asking_twice_while_queued_keeps_one_pending_run(
-    client: httpx.AsyncClient, settings: Settings
+    client: httpx.AsyncClient, settings: Settings, owner: Account, project: UUID
 ) -> None:
-    owner = await signed_in(client, "builder")
-    project = await create_project(owner)
     file = await upload(client, owner, project, "a.txt", b"Kayaks float.")
 
-    first = await client.post("/api/files/process", json={"fileId": file["id"]}, headers=owner.headers)
-    second = await client.post("/api/files/process", json={"fileId": file["id"]}, headers=owner.headers)
+    first = await ask_to_process(client, owner, file["id"])
+    second = await ask_to_process(client, owner, file["id"])
 
     assert first.status_code == second.status_code == 202
     assert first.json()["id"] == second.json()["id"]
@@ -98,10 +105,8 @@ async def test_asking_twice_while_queued_keeps_one_pending_run(
 
 
 async def test_a_bad_file_fails_with_a_reason_and_the_next_one_is_still_processed(
-    client: httpx.AsyncClient, settings: Settings
+    client: httpx.AsyncClient, settings: Settings, owner: Account, project: UUID
 ) -> None:
-    owner = await signed_in(client, "builder")
-    project = await create_project(owner)
     bad = await upload(client, owner, project, "broken.pdf", malformed_pdf())
     good = await upload(client, owner, project, "good.md", b"# Good\n\nThis one is fine.")
 
@@ -127,10 +132,14 @@ async def test_a_bad_file_fails_with_a_reason_and_the_next_one_is_still_processe
     ],
 )
 async def test_hostile_or_empty_files_end_failed_with_a_human_reason(
-    client: httpx.AsyncClient, settings: Settings, name: str, content: bytes, reason: str
+    client: httpx.AsyncClient,
+    settings: Settings,
+    owner: Account,
+    project: UUID,
+    name: str,
+    content: bytes,
+    reason: str,
 ) -> None:
-    owner = await signed_in(client, "builder")
-    project = await create_project(owner)
     file = await upload(client, owner, project, name, content)
 
     await run_worker(settings)
@@ -141,24 +150,22 @@ async def test_hostile_or_empty_files_end_failed_with_a_human_reason(
     assert await job_statuses() == ["succeeded"]
 
 
-async def test_a_failed_file_can_be_processed_again(client: httpx.AsyncClient, settings: Settings) -> None:
-    owner = await signed_in(client, "builder")
-    project = await create_project(owner)
+async def test_a_failed_file_can_be_processed_again(
+    client: httpx.AsyncClient, settings: Settings, owner: Account, project: UUID
+) -> None:
     file = await upload(client, owner, project, "blank.txt", b"  \n")
     await run_worker(settings)
     assert (await file_of(client, owner, file["id"]))["status"] == "failed"
 
-    retry = await client.post("/api/files/process", json={"fileId": file["id"]}, headers=owner.headers)
+    retry = await ask_to_process(client, owner, file["id"])
 
     assert retry.status_code == 202
     assert (await file_of(client, owner, file["id"]))["status"] == "queued"
 
 
 async def test_a_file_deleted_while_queued_is_skipped_by_the_worker(
-    client: httpx.AsyncClient, settings: Settings
+    client: httpx.AsyncClient, settings: Settings, owner: Account, project: UUID
 ) -> None:
-    owner = await signed_in(client, "builder")
-    project = await create_project(owner)
     file = await upload(client, owner, project, "doc.docx", make_docx("Doc\n\nSome words here."))
     assert (await client.delete(f"/api/files/{file['id']}", headers=owner.headers)).status_code == 204
 
@@ -170,10 +177,8 @@ async def test_a_file_deleted_while_queued_is_skipped_by_the_worker(
 
 
 async def test_deleting_a_processed_file_removes_its_chunks(
-    client: httpx.AsyncClient, settings: Settings
+    client: httpx.AsyncClient, settings: Settings, owner: Account, project: UUID
 ) -> None:
-    owner = await signed_in(client, "builder")
-    project = await create_project(owner)
     file = await upload(client, owner, project, "handbook.txt", HANDBOOK.encode())
     await run_worker(settings)
     assert await chunk_rows(file["id"])
@@ -218,10 +223,8 @@ async def runs_of(file_id: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def test_a_run_whose_worker_died_is_queued_again_by_the_sweep_and_then_processed(
-    client: httpx.AsyncClient, settings: Settings
+    client: httpx.AsyncClient, settings: Settings, owner: Account, project: UUID
 ) -> None:
-    owner = await signed_in(client, "builder")
-    project = await create_project(owner)
     stuck = await upload(client, owner, project, "stuck.md", b"# Stuck\n\nA worker died on this one.")
     recent = await upload(client, owner, project, "recent.md", b"# Recent\n\nStill being processed.")
     await simulate_a_worker_that_died(
@@ -236,7 +239,7 @@ async def test_a_run_whose_worker_died_is_queued_again_by_the_sweep_and_then_pro
     assert (first, ended) == ("failed", {"reason": "Processing did not finish (its worker stopped)"})
     assert second == "queued"
     assert (await file_of(client, owner, recent["id"]))["status"] == "processing", "not stalled yet"
-    busy = await client.post("/api/files/process", json={"fileId": recent["id"]}, headers=owner.headers)
+    busy = await ask_to_process(client, owner, recent["id"])
     assert busy.status_code == 409
     await run_worker(settings)
     assert (await file_of(client, owner, stuck["id"]))["status"] == "ready"
@@ -245,10 +248,8 @@ async def test_a_run_whose_worker_died_is_queued_again_by_the_sweep_and_then_pro
 
 
 async def test_a_retry_that_stalls_too_leaves_the_file_failed(
-    client: httpx.AsyncClient, settings: Settings
+    client: httpx.AsyncClient, settings: Settings, owner: Account, project: UUID
 ) -> None:
-    owner = await signed_in(client, "builder")
-    project = await create_project(owner)
     file = await upload(client, owner, project, "stuck.md", b"# Stuck\n\nTwice.")
     long_ago = settings.file_processing_timeout_seconds / 60 + 1
     await simulate_a_worker_that_died(file["id"], minutes_ago=long_ago)
@@ -264,16 +265,14 @@ async def test_a_retry_that_stalls_too_leaves_the_file_failed(
 
 
 async def test_asking_to_process_a_file_whose_run_stalled_starts_it_over(
-    client: httpx.AsyncClient, settings: Settings
+    client: httpx.AsyncClient, settings: Settings, owner: Account, project: UUID
 ) -> None:
-    owner = await signed_in(client, "builder")
-    project = await create_project(owner)
     file = await upload(client, owner, project, "stuck.md", b"# Stuck\n\nStarted over.")
     await simulate_a_worker_that_died(
         file["id"], minutes_ago=settings.file_processing_timeout_seconds / 60 + 1
     )
 
-    again = await client.post("/api/files/process", json={"fileId": file["id"]}, headers=owner.headers)
+    again = await ask_to_process(client, owner, file["id"])
 
     assert again.status_code == 202, again.text
     assert [status for status, _ in await runs_of(file["id"])] == ["failed", "queued"]
@@ -286,11 +285,13 @@ async def test_asking_to_process_a_file_whose_run_stalled_starts_it_over(
     [{"file_extract_timeout_seconds": 1.0, "file_extract_max_memory_bytes": 256 * 1024 * 1024}],
 )
 async def test_a_file_that_hangs_explodes_or_crashes_its_reader_fails_and_the_next_is_processed(
-    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient,
+    settings: Settings,
+    owner: Account,
+    project: UUID,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(file_service, "extractor", misbehaving)
-    owner = await signed_in(client, "builder")
-    project = await create_project(owner)
     hangs = await upload(client, owner, project, "hangs.txt", b"HANG on a crafted file")
     greedy = await upload(client, owner, project, "greedy.txt", b"GREEDY for memory")
     crashes = await upload(client, owner, project, "crashes.txt", b"CRASH the reader")
@@ -313,10 +314,8 @@ async def test_a_file_that_hangs_explodes_or_crashes_its_reader_fails_and_the_ne
 
 @pytest.mark.parametrize("settings_changes", [{"file_max_text_chars": 1000}])
 async def test_a_file_with_more_text_than_allowed_fails_with_a_reason(
-    client: httpx.AsyncClient, settings: Settings
+    client: httpx.AsyncClient, settings: Settings, owner: Account, project: UUID
 ) -> None:
-    owner = await signed_in(client, "builder")
-    project = await create_project(owner)
     file = await upload(client, owner, project, "long.txt", b"Kayak lore. " * 100)
 
     await run_worker(settings)

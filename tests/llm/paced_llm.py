@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.fakes.serving import HttpFake
 
 WAIT_LIMIT_SECONDS = 30.0
 
@@ -87,7 +87,9 @@ def _end(input_tokens: int, output_tokens: int) -> list[bytes]:
 
 
 @dataclass
-class PacedLLM:
+class PacedLLM(HttpFake):
+    server_name = "paced LLM server"
+
     requests: list[dict[str, Any]] = field(default_factory=list)
     base_url: str = ""
 
@@ -96,8 +98,6 @@ class PacedLLM:
         self._lock = threading.Lock()
         self._released = threading.Event()
         self._stopping = threading.Event()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def openai_base_url(self) -> str:
@@ -156,33 +156,9 @@ class PacedLLM:
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
-    def start(self) -> PacedLLM:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.bind(("127.0.0.1", 0))
-        app = Starlette(routes=[Route("/v1/chat/completions", self._completions, methods=["POST"])])
-        config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("paced LLM server did not start")
-            time.sleep(0.005)
-        self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        return self
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/v1/chat/completions", self._completions, methods=["POST"])])
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._server and self._thread:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
-
-    def __enter__(self) -> PacedLLM:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self._stopping.set()  # ends gated and trickling answers, so the server can stop
+        super().stop()

@@ -20,7 +20,14 @@ from app.core.db import sessionmaker
 from app.models import LlmModel, LlmProvider
 from tests.factories import Account, create_project, signed_in
 from tests.llm.helpers import configure_model
-from tests.matrix import assert_error_shape, matrix_cases, module_app, module_client, route_key
+from tests.matrix import (
+    actor_for,
+    assert_error_shape,
+    assert_matrix_covers,
+    matrix_cases,
+    module_app,
+    module_client,
+)
 
 # fmt: off
 MATRIX: dict[str, tuple[int, int, int, int, int]] = {
@@ -62,12 +69,7 @@ async def make_world(client: httpx.AsyncClient, persona: str) -> World:
         await db.commit()
     # The owner's project uses the model, so deleting it is refused even for admins.
     await create_project(owner, name="On the model", llm=key)
-    actor = {
-        "anonymous": None,
-        "owner": owner,
-    }.get(persona)
-    if persona in ("end_user", "other_builder", "super_admin"):
-        actor = await signed_in(client, {"other_builder": "builder"}.get(persona, persona))
+    actor = await actor_for(client, persona, owner=owner)
     return World(model=str(model.id), provider=str(model.provider_id), spare=str(spare.id), actor=actor)
 
 
@@ -115,10 +117,4 @@ async def test_persona_gets_the_status_the_matrix_promises(
 
 
 def test_matrix_covers_every_llm_route(app: FastAPI) -> None:
-    routes = {
-        route_key(method.upper(), path)
-        for path, operations in app.openapi()["paths"].items()
-        for method in operations
-        if path.startswith("/api/llm")
-    }
-    assert routes == {route_key(*endpoint.split()) for endpoint in MATRIX}
+    assert_matrix_covers(app, MATRIX, lambda path: path.startswith("/api/llm"))

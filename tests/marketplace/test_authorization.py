@@ -29,12 +29,13 @@ from tests.factories import Account, signed_in
 from tests.marketplace.steps import buy, listed_project, ready_project
 from tests.matrix import (
     PERSONAS,
+    actor_for,
     assert_error_shape,
+    assert_matrix_covers,
     event_count,
     matrix_cases,
     module_app,
     module_client,
-    route_key,
 )
 
 # ``{me}`` is the caller's own user id (the owner's for anonymous callers).
@@ -170,15 +171,7 @@ async def make_world(client: httpx.AsyncClient, persona: str) -> World:
     held = await listed_project(client, owner, name="Held Helper")
     await hold_as_platform(held)
     purchase = await buy(client, buyer, listed)
-    actor = {
-        "anonymous": None,
-        "end_user": buyer,
-        "owner": owner,
-        "other_builder": None,
-        "super_admin": None,
-    }[persona]
-    if persona in ("other_builder", "super_admin"):
-        actor = await signed_in(client, "builder" if persona == "other_builder" else "super_admin")
+    actor = await actor_for(client, persona, owner=owner, end_user=buyer)
     return World(owner, buyer, ready, listed, held, purchase["id"], actor)
 
 
@@ -226,14 +219,7 @@ async def test_persona_gets_the_status_the_matrix_promises(
 
 
 def test_matrix_covers_every_marketplace_route(app: FastAPI) -> None:
-    routes = {
-        route_key(method.upper(), path)
-        for path, operations in app.openapi()["paths"].items()
-        for method in operations
-        if path.startswith("/api/marketplace")
-    }
-    in_matrix = {route_key(*endpoint.split()[:2]) for endpoint in MATRIX}
-    assert routes == in_matrix
+    assert_matrix_covers(app, MATRIX, lambda path: path.startswith("/api/marketplace"))
     assert set(BODIES) <= set(MATRIX)
     assert set(CODES) <= set(MATRIX)
 

@@ -20,12 +20,13 @@ from fastapi import FastAPI
 from tests.factories import Account, create_project, signed_in
 from tests.matrix import (
     PERSONAS,
+    actor_for,
     assert_error_shape,
+    assert_matrix_covers,
     event_count,
     matrix_cases,
     module_app,
     module_client,
-    route_key,
 )
 from tests.mcp.conftest import LOCAL
 
@@ -94,13 +95,7 @@ async def make_world(client: httpx.AsyncClient, persona: str) -> World:
     )
     assert created.status_code == 201, created.text
     project = await create_project(owner, name="Uses MCP", mcp_servers=[created.json()["id"]])
-    actor = {
-        "anonymous": None,
-        "owner": owner,
-        "super_admin": admin,
-    }.get(persona)
-    if persona in ("end_user", "other_builder"):
-        actor = await signed_in(client, persona.replace("other_", ""))
+    actor = await actor_for(client, persona, owner=owner, super_admin=admin)
     return World(owner, created.json()["id"], project, actor)
 
 
@@ -136,13 +131,6 @@ async def test_persona_gets_the_status_the_matrix_promises(
 
 
 def test_matrix_covers_every_mcp_client_route(app: FastAPI) -> None:
-    routes = {
-        route_key(method.upper(), path)
-        for path, operations in app.openapi()["paths"].items()
-        for method in operations
-        if path.startswith("/api/mcp-clients")
-    }
-    in_matrix = {route_key(*endpoint.split()[:2]) for endpoint in MATRIX}
-    assert routes == in_matrix
+    assert_matrix_covers(app, MATRIX, lambda path: path.startswith("/api/mcp-clients"))
     assert set(BODIES) <= set(MATRIX)
     assert set(PERSONAS) == {"anonymous", "end_user", "owner", "other_builder", "super_admin"}

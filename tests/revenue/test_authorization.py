@@ -11,7 +11,15 @@ import pytest
 from fastapi import FastAPI
 
 from tests.factories import Account, signed_in
-from tests.matrix import assert_error_shape, event_count, matrix_cases, module_app, module_client, route_key
+from tests.matrix import (
+    actor_for,
+    assert_error_shape,
+    assert_matrix_covers,
+    event_count,
+    matrix_cases,
+    module_app,
+    module_client,
+)
 from tests.revenue.journey import buy, published_project
 
 # fmt: off
@@ -60,10 +68,7 @@ async def _world(client: httpx.AsyncClient, persona: str) -> World:
     owner = await signed_in(client, "builder")
     project = await published_project(client, owner)
     await buy(client, project)
-    actor: Account | None = {"anonymous": None, "owner": owner}.get(persona)
-    if persona not in ("anonymous", "owner"):
-        actor = await signed_in(client, "builder" if persona == "other_builder" else persona)
-    return World(owner=owner, project=project, actor=actor)
+    return World(owner=owner, project=project, actor=await actor_for(client, persona, owner=owner))
 
 
 @pytest.mark.parametrize(("endpoint", "persona", "expected"), matrix_cases(MATRIX))
@@ -107,11 +112,5 @@ async def test_a_builder_sees_only_their_own_sales_in_calculate(client: httpx.As
 
 
 def test_matrix_covers_every_revenue_route(app: FastAPI) -> None:
-    routes = {
-        route_key(method.upper(), path)
-        for path, operations in app.openapi()["paths"].items()
-        for method in operations
-        if path.startswith("/api/revenue")
-    }
-    assert routes == {route_key(*endpoint.split()[:2]) for endpoint in MATRIX}
+    assert_matrix_covers(app, MATRIX, lambda path: path.startswith("/api/revenue"))
     assert set(BODIES) <= set(MATRIX)
