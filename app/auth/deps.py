@@ -15,6 +15,7 @@ from app.auth.permissions import Perm
 from app.auth.service import Authenticated, ClientInfo, auth_service
 from app.core.errors import Forbidden, Unauthorized
 from app.core.principal import Principal
+from app.core.ratelimit import client_ip
 from app.core.runtime import Runtime, runtime
 
 
@@ -83,11 +84,8 @@ ProjectCreator = Annotated[Principal, Depends(require_permission(Perm.PROJECTS_C
 
 
 def client_info(request: Request) -> ClientInfo:
-    ip = request.client.host if request.client else "unknown"
-    if runtime().settings.trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            ip = forwarded.split(",")[0].strip() or ip
+    # The address the trusted proxy saw (not the first X-Forwarded-For entry: the client writes that).
+    ip = client_ip(request, runtime().settings)
     return ClientInfo(ip=ip, user_agent=request.headers.get("user-agent"))
 
 

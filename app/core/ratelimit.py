@@ -5,6 +5,7 @@ import time
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from starlette.requests import Request
 
 from app.core.config import Settings
 from app.core.errors import TooManyRequests
@@ -27,6 +28,19 @@ class RateLimiter:
 
     async def reset(self) -> None:
         await self._storage.reset()
+
+
+def client_ip(request: Request, settings: Settings) -> str:
+    """The address a per-client limit counts. With ``TRUST_FORWARDED_FOR``, the last
+    ``X-Forwarded-For`` entry: the one the trusted proxy appended (the entries before it are
+    whatever the client sent, so keying on them would let a client pick its own bucket)."""
+    ip = request.client.host if request.client else "unknown"
+    if settings.trust_forwarded_for:
+        forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        if last:
+            ip = last
+    return ip[:64]
 
 
 def build_rate_limiter(settings: Settings) -> RateLimiter:
