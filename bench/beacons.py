@@ -447,6 +447,7 @@ def main() -> int:
         **api_env(database_url, REDIS_PREFIX, use_redis=True),
         "WIDGET_BEACON_RATE_LIMIT": "10000000/minute",
         "WIDGET_SESSION_RATE_LIMIT": "100000/minute",
+        "WIDGET_SESSION_RATE_LIMIT_IP": "100000/minute",  # 200 visitors from one address
     }
     api_port, noop_port = free_port(), free_port()
     python = str(ROOT / ".venv" / "bin" / "python")

@@ -31,12 +31,14 @@
 
   var state = {
     identity: identityFrom(script.getAttribute("data-user-id"), script.getAttribute("data-user-signature")),
-    session: null, // {token, widgetId, appearance, refreshAt}
+    session: null, // {token, widgetId, appearance, quota, refreshAt}
     pending: null, // the session request in flight
     generation: 0, // a newer session request supersedes older ones (identify during boot)
     refused: false,
     conversationId: null,
     busy: false,
+    exhausted: false, // this month's messages are used up: the panel says so, the input is off
+    quotaNoticeShown: false,
     open: false,
     wantOpen: false,
   };
@@ -116,6 +118,7 @@
           token: data.token,
           widgetId: data.widgetId,
           appearance: data.appearance || {},
+          quota: data.quota || null, // {limit, used, remaining}; remaining null: no limit
           refreshAt: Date.now() + (lifetime > 0 ? lifetime * 0.9 : 60000),
         };
       });
@@ -132,6 +135,7 @@
     var request = requestSession().then(function (session) {
       if (generation !== state.generation) return state.pending || state.session; // superseded
       state.session = session;
+      setExhausted(!!session.quota && session.quota.remaining === 0); // a new month opens it again
       return session;
     });
     state.pending = request;
@@ -398,6 +402,7 @@
       ui.input.style.height = Math.min(ui.input.scrollHeight + 2, 120) + "px";
     });
 
+    setExhausted(state.exhausted);
     document.body.appendChild(host);
     // Pages that swap <body> (Turbo, some routers) would drop the widget: put it back.
     new MutationObserver(function () {
@@ -436,7 +441,27 @@
       ui.log.scrollTop = ui.log.scrollHeight;
       track("open");
     }
-    ui.input.focus();
+    if (state.exhausted) showQuotaNotice();
+    (state.exhausted ? ui.close : ui.input).focus();
+  }
+
+  var QUOTA_NOTICE = "This assistant has answered all the messages it can this month. Please come back later.";
+
+  /** Whether this month's messages are used up: the input is off until a session says otherwise. */
+  function setExhausted(exhausted) {
+    if (!exhausted) state.quotaNoticeShown = false;
+    state.exhausted = exhausted;
+    if (!ui) return;
+    ui.input.disabled = exhausted;
+    ui.send.disabled = exhausted || state.busy;
+    if (exhausted && state.open) showQuotaNotice();
+  }
+
+  /** Once per exhaustion, before the visitor types a message that could only be refused. */
+  function showQuotaNotice() {
+    if (state.quotaNoticeShown) return;
+    state.quotaNoticeShown = true;
+    addBubble("notice", QUOTA_NOTICE);
   }
 
   function closePanel() {
@@ -559,7 +584,7 @@
 
   function sendMessage() {
     var text = ui.input.value.trim();
-    if (!text || state.busy) return;
+    if (!text || state.busy || state.exhausted) return;
     state.busy = true;
     ui.send.disabled = true;
     ui.input.value = "";
@@ -619,13 +644,17 @@
               : "Sorry, the assistant could not answer just now. Please try again."
           );
         } else if (failure) notify(politeMessage(failure));
+        if ((failure && failure.code === "quota_exceeded") || (streamError && streamError.code === "quota_exceeded")) {
+          state.quotaNoticeShown = true; // the server's own words were just shown
+          state.exhausted = true;
+        }
         else if (!finished) notify("The answer was interrupted. Please try again.");
         else if (!answer.data) showNotice(bubble, "The assistant had nothing to say to that. Try rephrasing?");
         bubble.classList.remove("typing");
         bubble.removeAttribute("aria-busy");
         state.busy = false;
-        ui.send.disabled = false;
-        if (state.open) ui.input.focus();
+        setExhausted(state.exhausted);
+        if (state.open && !state.exhausted) ui.input.focus();
       });
   }
 

@@ -252,6 +252,20 @@ class Settings(BaseSettings):
     widget_session_rate_limit: str = Field(
         "30/minute", description="Widget sessions one visitor may open (`limits` syntax)."
     )
+    widget_session_rate_limit_ip: str = Field(
+        "120/minute",
+        description="Widget sessions one client IP may open, all widgets together (every page view "
+        "opens one; `limits` syntax).",
+    )
+    widget_message_rate_limit_ip: str = Field(
+        "20/minute;300/day",
+        description="Widget chat messages one client IP may send, all widgets together (`limits` syntax).",
+    )
+    widget_message_rate_limit: str = Field(
+        "120/minute",
+        description="Widget chat messages one widget may take, all visitors together: caps how fast "
+        "its quota and LLM spend can go (`limits` syntax).",
+    )
     worker_concurrency: int = Field(
         4, ge=1, le=64, description="Jobs one `bazaar worker` process runs at the same time."
     )

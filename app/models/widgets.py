@@ -33,6 +33,8 @@ class Widget(IdMixin, TimestampMixin, Base):
     public_key: Mapped[str] = mapped_column(String(64), unique=True)
     # Encrypted (app.core.crypto), not hashed: identity signatures are verified with it.
     secret_encrypted: Mapped[str] = mapped_column(Text)
+    # Set by a rotation: a retried generate request no longer shows the secret after it.
+    secret_rotated_at: Mapped[datetime | None]
     appearance: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     behaviour: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     idempotency_key: Mapped[str] = mapped_column(String(200))
@@ -44,13 +46,15 @@ class Widget(IdMixin, TimestampMixin, Base):
 
 
 class WidgetUsage(Base):
-    """Messages a widget's visitors sent in one calendar month (UTC): the plan quota's counter,
-    bumped in the transaction that stores each question, and when the 80 % warning and the
-    100 % notice were recorded (once per month each)."""
+    """Messages the visitors of one owner's widgets of one project sent in a calendar month (UTC):
+    the plan quota's counter, shared by all those widgets (a second widget adds no quota), bumped
+    in the transaction that stores each question, and when the 80 % warning and the 100 % notice
+    were recorded (once per month each)."""
 
     __tablename__ = "widget_usage"
 
-    widget_id: Mapped[UUID] = mapped_column(ForeignKey("widgets.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    project_id: Mapped[UUID] = mapped_column(ForeignKey("projects.id"), primary_key=True)
     month: Mapped[date] = mapped_column(primary_key=True)
     messages: Mapped[int] = mapped_column(default=0)
     warned_at: Mapped[datetime | None]

@@ -2,7 +2,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import ColumnElement, Select, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,37 +34,46 @@ class WidgetRepository:
 
 
 class WidgetUsageRepository:
-    async def count_message(self, db: AsyncSession, widget_id: UUID, month: date) -> int:
+    """The monthly message counter of one owner's widgets of one project (``user_id``,
+    ``project_id``, ``month``)."""
+
+    async def count_message(self, db: AsyncSession, user_id: UUID, project_id: UUID, month: date) -> int:
         """Add one message to the month's counter and return the new count. The row stays locked
         until the transaction ends: concurrent messages queue here, so two cannot take the last
         slot."""
         stmt = (
             insert(WidgetUsage)
-            .values(widget_id=widget_id, month=month, messages=1)
+            .values(user_id=user_id, project_id=project_id, month=month, messages=1)
             .on_conflict_do_update(
-                index_elements=[WidgetUsage.widget_id, WidgetUsage.month],
+                index_elements=[WidgetUsage.user_id, WidgetUsage.project_id, WidgetUsage.month],
                 set_={"messages": WidgetUsage.messages + 1},
             )
             .returning(WidgetUsage.messages)
         )
         return int((await db.execute(stmt)).scalar_one())
 
-    async def used(self, db: AsyncSession, widget_id: UUID, month: date) -> int:
-        stmt = select(WidgetUsage.messages).where(
-            WidgetUsage.widget_id == widget_id, WidgetUsage.month == month
-        )
+    async def used(self, db: AsyncSession, user_id: UUID, project_id: UUID, month: date) -> int:
+        stmt = select(WidgetUsage.messages).where(*self._row(user_id, project_id, month))
         return int((await db.execute(stmt)).scalar_one_or_none() or 0)
 
-    async def mark(self, db: AsyncSession, widget_id: UUID, month: date, column: str) -> bool:
+    async def mark(self, db: AsyncSession, user_id: UUID, project_id: UUID, month: date, column: str) -> bool:
         """Stamp ``warned_at`` or ``reached_at`` unless already stamped; True when this call did."""
         target = getattr(WidgetUsage, column)
         stmt = (
             update(WidgetUsage)
-            .where(WidgetUsage.widget_id == widget_id, WidgetUsage.month == month, target.is_(None))
+            .where(*self._row(user_id, project_id, month), target.is_(None))
             .values({column: datetime.now(UTC)})
-            .returning(WidgetUsage.widget_id)
+            .returning(WidgetUsage.month)
         )
         return (await db.execute(stmt)).scalar_one_or_none() is not None
+
+    @staticmethod
+    def _row(user_id: UUID, project_id: UUID, month: date) -> tuple[ColumnElement[bool], ...]:
+        return (
+            WidgetUsage.user_id == user_id,
+            WidgetUsage.project_id == project_id,
+            WidgetUsage.month == month,
+        )
 
 
 widget_repository = WidgetRepository()

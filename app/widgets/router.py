@@ -27,9 +27,13 @@ IdempotencyKey = Annotated[str, Depends(idempotency_key)]
     "/generate",
     response_model=WidgetCreated,
     status_code=status.HTTP_201_CREATED,
+    response_model_exclude_unset=True,
     responses={
         **errors(401, 403, 404, 409),
-        200: {"description": "A retry with the same Idempotency-Key: the widget made earlier"},
+        200: {
+            "description": "A retry with the same Idempotency-Key: the widget made earlier, with its "
+            "`secretKey` only within 10 minutes of its creation and if it was not rotated since"
+        },
     },
 )
 async def generate(
@@ -38,13 +42,16 @@ async def generate(
     """Generate an embeddable widget (`Idempotency-Key` header required). End users: for a
     project they bought (completed purchase; `purchase_required` otherwise). Builders: a
     `preview` widget of their own project. The answer carries the embed `code` and the
-    `secretKey` that signs your users' ids, shown only here."""
+    `secretKey` that signs your users' ids, shown only here (a retry with the same key shows it
+    again for 10 minutes, unless it was rotated; after that, rotate it to get a new one)."""
     settings = runtime().settings
     widget, created = await widget_service.generate(db, settings, principal, body, key)
     if not created:
         response.status_code = status.HTTP_200_OK
     view = await widget_service.view(db, settings, widget)
-    return WidgetCreated(**view.model_dump(), secret_key=widget_service.secret_of(settings, widget))
+    secret = widget_service.generated_secret(settings, widget, created=created)
+    # Unset (not null) when not shown: the answer then has no `secretKey` at all.
+    return WidgetCreated(**view.model_dump(), **({} if secret is None else {"secret_key": secret}))
 
 
 @router.get("/user/{user_id}", response_model=Page[WidgetOut], responses=errors(401, 404))

@@ -7,34 +7,33 @@ origin only once it is known to be one of the widget's allowed origins, on succe
 alike (a 429's polite message must reach the widget), and each route answers its preflight.
 """
 
+import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
-import orjson
-import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, FastAPI, Request, Response, Security, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from app.chat.responses import AfterCommitResponse, json_answer, sse_answer
 from app.chat.schemas import ChatAnswer
 from app.chat.service import chat_service
-from app.core.config import Settings
 from app.core.db import DB
-from app.core.errors import AppError, BadRequest, Forbidden, PayloadTooLarge, Unauthorized, ValidationFailed
-from app.core.openapi import errors
+from app.core.errors import AppError, Forbidden, Unauthorized
+from app.core.openapi import ERROR_SCHEMA, errors
+from app.core.ratelimit import client_ip
 from app.core.runtime import runtime
-from app.core.usage import publish_usage
 from app.models import Widget
+from app.widgets.beacons import close_beacon_gate, read_batch
 from app.widgets.schemas import (
-    MAX_BEACONS,
     BeaconBatch,
     BeaconsAccepted,
     SessionOut,
@@ -87,39 +86,64 @@ class WidgetCorsRoute(APIRoute):
                 raise
             except RequestValidationError as exc:
                 # Bad input is refused before anything is written; the app's handler renders it.
-                handler_for = request.app.exception_handlers[RequestValidationError]
-                response = await handler_for(request, exc)
+                response = await _validation_answer(request, exc)
             return _with_cors(request, response)
 
         return with_cors
 
 
-# --- beacons' Redis client ------------------------------------------------------------------
+async def _validation_answer(request: Request, exc: RequestValidationError) -> Response:
+    handler_for = request.app.exception_handlers[RequestValidationError]
+    response: Response = await handler_for(request, exc)
+    return response
 
-_beacon_client: tuple[str, aioredis.Redis] | None = None
+
+class BeaconRoute(WidgetCorsRoute):
+    """The beacon route: documented from its endpoint's signature like any other, but its
+    requests skip FastAPI's per-request machinery (dependency resolution, exit stacks, response
+    validation): about a third of a single-event beacon's CPU (bench/README.md). The route passes the
+    endpoint's three parameters itself, as FastAPI would (and still does for this endpoint
+    anywhere else): the path's ``widget_id``, the request, the bearer credentials. The endpoint
+    answers with the CORS headers; errors get them here, as in ``WidgetCorsRoute``."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if list(inspect.signature(endpoint).parameters) != ["widget_id", "request", "credentials"]:
+            raise TypeError("BeaconRoute serves endpoint(widget_id, request, credentials) only")
+        super().__init__(path, endpoint, **kwargs)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":  # the 405
+            await super().handle(scope, receive, send)
+            return
+        request = Request(scope, receive, send)
+        try:
+            widget_id = _path_uuid(request, "widget_id")
+            response: Response = await self.endpoint(widget_id, request, await session_bearer(request))
+        except (AppError, StarletteHTTPException) as exc:
+            exc.headers = {**(exc.headers or {}), **_cors_headers(request)}
+            raise
+        except RequestValidationError as exc:
+            response = _with_cors(request, await _validation_answer(request, exc))
+        await response(scope, receive, send)
 
 
-def beacon_redis(settings: Settings) -> aioredis.Redis | None:
-    """The client beacons travel on (None without Redis: they go to the outbox). One per process,
-    separate from the cache's, so a burst of beacons never queues behind cache traffic."""
-    global _beacon_client
-    if settings.redis_url is None:
-        return None
-    if _beacon_client is None or _beacon_client[0] != settings.redis_url:
-        _beacon_client = (settings.redis_url, aioredis.Redis.from_url(settings.redis_url))
-    return _beacon_client[1]
+_UUID = TypeAdapter(UUID)
+
+
+def _path_uuid(request: Request, name: str) -> UUID:
+    try:
+        return _UUID.validate_python(request.path_params[name])
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("path", name)} for e in exc.errors()]) from exc
 
 
 @asynccontextmanager
-async def _close_beacon_client(_: FastAPI) -> AsyncIterator[None]:
+async def _close_beacon_gate(_: FastAPI) -> AsyncIterator[None]:
     yield
-    global _beacon_client
-    if _beacon_client is not None:
-        await _beacon_client[1].aclose()
-        _beacon_client = None
+    await close_beacon_gate()
 
 
-router = APIRouter(tags=["widget runtime"], route_class=WidgetCorsRoute, lifespan=_close_beacon_client)
+router = APIRouter(tags=["widget runtime"], route_class=WidgetCorsRoute, lifespan=_close_beacon_gate)
 
 session_bearer = HTTPBearer(
     auto_error=False, scheme_name="WidgetSession", description="Session token from POST /widget/v1/session"
@@ -173,8 +197,70 @@ Visitor = Annotated[VisitorSession, Depends(chat_session)]
 
 RUNTIME_ERRORS: dict[int | str, dict[str, Any]] = {
     **errors(400, 401, 403, 404, 413, 429),
-    410: {"description": "The widget no longer serves (`widget_unavailable`: refunded, delisted)"},
+    410: {
+        "description": "The widget no longer serves (`widget_unavailable`: refunded, delisted)",
+        "content": {"application/json": {"schema": ERROR_SCHEMA}},
+    },
 }
+
+
+# Beacons first: routes are matched in order, and beacons are most of the runtime's traffic.
+BEACON_BODY_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            media: {
+                "schema": BeaconBatch.model_json_schema(
+                    by_alias=True, ref_template="#/components/schemas/{model}"
+                )
+            }
+            for media in ("application/json", "text/plain")
+        },
+    }
+}
+
+
+async def track_usage(widget_id: UUID, request: Request, credentials: SessionCredentials) -> Response:
+    """Usage beacons of a widget: {token, events: [{eventId, kind (impression, open, message,
+    tokens), count, occurredAt, latencyMs}]}, at most 100 per request, as JSON or `text/plain`
+    (what `navigator.sendBeacon` sends; the token goes in the body because it sets no headers,
+    `Authorization` works too). 202 once they are in the usage stream; a replayed `eventId` is
+    accepted again and counted once by the warehouse."""
+    token, events = read_batch(await request.body())
+    rt = runtime()
+    # The checks of _visitor_session, in its order, on the cached configuration: no database.
+    config = await widget_service.runtime_config(rt, widget_id)
+    token = token or _bearer(request, credentials)
+    if token is None:
+        raise Unauthorized("A widget session token is required", code="session_required")
+    claims = widget_service.session_claims(rt, token)
+    if claims.widget_id != config.widget_id:
+        raise Forbidden("This session belongs to another widget", code="session_for_another_widget")
+    header = request.headers.get("origin")
+    # The page's origin is almost always exactly the (canonical) one its session was opened on.
+    origin = header if header == claims.origin else widget_service.browser_origin(header)
+    widget_service.check_beacon_origin(config, claims, origin)
+    _allow_origin(request, origin)
+    widget_service.require_fresh(claims)
+    accepted = await widget_service.accept_beacons(rt, config, claims, events)
+    return Response(
+        b'{"accepted":%d}' % accepted,
+        status.HTTP_202_ACCEPTED,
+        headers=_cors_headers(request),
+        media_type="application/json",
+    )
+
+
+router.add_api_route(
+    "/api/widgets/{widget_id}/track-usage",
+    track_usage,
+    methods=["POST"],
+    response_model=BeaconsAccepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=RUNTIME_ERRORS,
+    openapi_extra=BEACON_BODY_SCHEMA,
+    route_class_override=BeaconRoute,
+)
 
 
 @router.post(
@@ -195,7 +281,10 @@ async def open_session(request: Request, body: SessionRequest, db: DB) -> Sessio
     _allow_origin(request, origin)
     widget = await widget_service.by_key(db, body.widget_key)
     widget_service.check_origin(widget, origin)
-    return await widget_service.open_session(db, runtime(), widget, origin, body)
+    rt = runtime()
+    return await widget_service.open_session(
+        db, rt, widget, origin, body, client_ip=client_ip(request, rt.settings)
+    )
 
 
 @router.post(
@@ -213,8 +302,15 @@ async def chat(request: Request, body: WidgetChatRequest, db: DB, visitor: Visit
     (`conversation`, `citations`, `delta`, `tool_call`, `tool_result`, `usage`, `done` or
     `error`), JSON otherwise. `conversationId` continues one of this visitor's conversations.
     Over the plan's monthly messages: 429 `quota_exceeded` with a message to show."""
+    rt = runtime()
     turn = await widget_service.prepare_chat(
-        db, runtime(), visitor.widget, visitor.claims, body.message, body.conversation_id
+        db,
+        rt,
+        visitor.widget,
+        visitor.claims,
+        body.message,
+        body.conversation_id,
+        client_ip=client_ip(request, rt.settings),
     )
     # Answered once the question is committed, in a task of its own: a visitor closing the page
     # mid-answer still gets it stored and metered.
@@ -231,61 +327,6 @@ async def chat(request: Request, body: WidgetChatRequest, db: DB, visitor: Visit
         return _with_cors(request, await json_answer(turn, run))
 
     return AfterCommitResponse(answer)  # type: ignore[arg-type]
-
-
-BEACON_BODY_SCHEMA = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            media: {
-                "schema": BeaconBatch.model_json_schema(
-                    by_alias=True, ref_template="#/components/schemas/{model}"
-                )
-            }
-            for media in ("application/json", "text/plain")
-        },
-    }
-}
-
-
-def _beacon_batch(raw: bytes) -> BeaconBatch:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest("Request body is not valid JSON", code="malformed_json") from exc
-    if isinstance(data, dict) and isinstance(data.get("events"), list) and len(data["events"]) > MAX_BEACONS:
-        raise PayloadTooLarge(
-            f"At most {MAX_BEACONS} events per request", code="too_many_events", details={"max": MAX_BEACONS}
-        )
-    if not isinstance(data, dict):
-        raise ValidationFailed("The body must be a JSON object {token, events}", code="validation_error")
-    try:
-        return BeaconBatch.model_validate(data)
-    except ValidationError as exc:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from exc
-
-
-@router.post(
-    "/api/widgets/{widget_id}/track-usage",
-    response_model=BeaconsAccepted,
-    status_code=status.HTTP_202_ACCEPTED,
-    responses=RUNTIME_ERRORS,
-    openapi_extra=BEACON_BODY_SCHEMA,
-)
-async def track_usage(
-    widget_id: UUID, request: Request, db: DB, credentials: SessionCredentials
-) -> BeaconsAccepted:
-    """Usage beacons of a widget: {token, events: [{eventId, kind (impression, open, message,
-    tokens), count, occurredAt, latencyMs}]}, at most 100 per request, as JSON or `text/plain`
-    (what `navigator.sendBeacon` sends; the token goes in the body because it sets no headers,
-    `Authorization` works too). 202 once they are in the usage stream; a replayed `eventId` is
-    accepted again and counted once by the warehouse."""
-    batch = _beacon_batch(await request.body())
-    visitor = await _visitor_session(request, db, batch.token or _bearer(request, credentials), widget_id)
-    rt = runtime()
-    beacons = await widget_service.usage_beacons(rt, visitor.widget, visitor.claims, batch.events)
-    accepted = await publish_usage(beacons, settings=rt.settings, redis=beacon_redis(rt.settings), db=db)
-    return BeaconsAccepted(accepted=accepted)
 
 
 async def _preflight(request: Request) -> Response:

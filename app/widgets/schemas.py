@@ -162,7 +162,8 @@ class WidgetConfig(Schema):
 
 class WidgetOut(Schema):
     """The seed's Widget. ``status``: ``active`` (serves new sessions) or ``unavailable`` (its
-    purchase was refunded, the listing delisted or the project deleted: ``statusReason``)."""
+    purchase was refunded, the listing delisted or back in review, or the project deleted:
+    ``statusReason``)."""
 
     id: UUID
     project_id: UUID
@@ -179,9 +180,11 @@ class WidgetOut(Schema):
 
 
 class WidgetCreated(WidgetOut):
-    secret_key: str = Field(
-        description="Signs your users' ids for identity verification: shown only in this answer "
-        "(and in a retry with the same Idempotency-Key); keep it on your server"
+    secret_key: str | None = Field(
+        None,
+        description="Signs your users' ids for identity verification: shown only in this answer, "
+        "and in a retry with the same Idempotency-Key within 10 minutes unless rotated since "
+        "(absent otherwise: rotate the secret to get a new one); keep it on your server",
     )
 
 
@@ -197,7 +200,9 @@ VisitorId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 
 class Identity(InputSchema):
     user_id: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
-    signature: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    signature: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")] = Field(
+        description="hex(HMAC-SHA256(secretKey, userId)): 64 hex digits"
+    )
 
 
 class SessionRequest(InputSchema):

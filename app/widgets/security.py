@@ -14,6 +14,7 @@ import ipaddress
 import re
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,7 +43,10 @@ def identity_signature(secret_key: str, user_id: str) -> str:
 
 
 def identity_is_valid(secret_key: str, user_id: str, signature: str) -> bool:
-    return hmac.compare_digest(identity_signature(secret_key, user_id), signature.strip().lower())
+    """Constant-time, case-insensitive on the hex. Compared as bytes: ``compare_digest`` raises
+    on a ``str`` that is not ASCII, and a malformed signature is simply not valid."""
+    given = signature.strip().lower().encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(identity_signature(secret_key, user_id).encode("ascii"), given)
 
 
 # --- origins --------------------------------------------------------------------------------
@@ -101,7 +105,7 @@ def normalise_origin(text: str, *, allow_wildcard: bool = False) -> str:
     return f"{scheme}://{netloc}"
 
 
-def origin_allowed(origin: str, allowed: list[str]) -> bool:
+def origin_allowed(origin: str, allowed: Sequence[str]) -> bool:
     """Whether the browser's (normalised) ``Origin`` is one of ``allowed``: an exact match, or
     a subdomain of a wildcard entry with the same scheme and port."""
     if origin in allowed:

@@ -7,42 +7,44 @@ held listing does not (what was bought keeps working). The widget reads those se
 people it acts for (its owner for purchases, the project's builder for the project and
 listing), with no permission beyond theirs.
 
-Quota: each widget may answer ``widgetMessagesPerMonth`` (the owner's plan) visitor messages
-per calendar month (UTC), counted in ``widget_usage`` in the transaction that stores each
-question; crossing 80 % and 100 % records ``widget.quota_warning`` / ``widget.quota_reached``
-once a month.
+Quota: an owner's widgets of one project may answer ``widgetMessagesPerMonth`` (the owner's
+plan) visitor messages per calendar month (UTC) together, counted in ``widget_usage`` in the
+transaction that stores each question; crossing 80 % and 100 % records
+``widget.quota_warning`` / ``widget.quota_reached`` once a month per owner and project.
 """
 
 import secrets
+import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.permissions import Perm
 from app.chat.service import Asker, ChatProject, PreparedTurn, chat_service
 from app.core.config import Settings
 from app.core.crypto import mask, secret_box
-from app.core.db import sessionmaker
+from app.core.db import after_commit, commit, sessionmaker
 from app.core.errors import AppError, Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
 from app.core.events import record_event
 from app.core.pagination import PageParams, apply_sort, paginate
 from app.core.principal import Principal
-from app.core.runtime import Runtime
-from app.core.usage import UsageBeacon
+from app.core.runtime import Runtime, runtime
+from app.core.usage import UsageBeacon, publish_usage
 from app.marketplace.service import marketplace_service
 from app.models import ChatChannel, ListingStatus, Project, Widget, WidgetKind
 from app.projects.service import project_service
 from app.users.service import user_service
+from app.widgets.beacons import BeaconEvent, Rule, beacon_gate, parse_rules, stream_entries
 from app.widgets.repository import usage_repository, widget_repository
 from app.widgets.schemas import (
     DEFAULT_APPEARANCE,
     DEFAULT_RATE_LIMITS,
     Appearance,
     AppearanceIn,
-    Beacon,
     Behaviour,
     BehaviourIn,
     Quota,
@@ -68,7 +70,15 @@ from app.widgets.security import (
 
 QUOTA_LIMIT_KEY = "widgetMessagesPerMonth"
 WARNING_PERCENT = 80
+SECRET_REPLAY_SECONDS = 600  # how long a generate retry may still show the secret key
 _SORTABLE = {"createdAt": Widget.created_at, "name": Widget.name}
+# How long a process may go on using a widget's runtime configuration it has cached. A change
+# is broadcast to every process as it commits (``Cache.invalidate``): this only bounds one
+# missed while a process was not listening (Redis reconnecting).
+RUNTIME_CONFIG_TTL_SECONDS = 30
+_MAX_REMEMBERED = 10_000
+_WIDGET_FLOOD = "This widget is sending too much usage data; retry later"
+_VISITOR_FLOOD = "Too many usage reports; retry later"
 
 
 class WidgetUnavailable(AppError):
@@ -92,6 +102,21 @@ class WidgetOwnership:
     project_id: UUID
     builder_id: UUID
     end_user_id: UUID
+
+
+@dataclass(frozen=True)
+class WidgetRuntime:
+    """What the beacon route needs of a widget: served from the cache, not the database."""
+
+    widget_id: UUID
+    allowed_origins: tuple[str, ...]
+    beacons_per_minute_per_visitor: int
+    # widget_id, project_id and end_user_id (the owner) as the usage stream spells them.
+    ids: dict[str, str]
+
+
+def runtime_config_key(widget_id: UUID) -> str:
+    return f"widget-runtime:{widget_id}"
 
 
 def _acting_as(user_id: UUID, persona: str) -> Principal:
@@ -153,6 +178,13 @@ def behaviour_of(widget: Widget) -> Behaviour:
 
 
 class WidgetService:
+    def __init__(self) -> None:
+        # Per process: decoded runtime configurations by their cached bytes, and session tokens
+        # whose signature was verified (with the secret that verified them).
+        self._runtimes: dict[bytes, WidgetRuntime] = {}
+        self._sessions: dict[str, SessionClaims] = {}
+        self._sessions_secret = ""
+
     # --- management -------------------------------------------------------------------------
 
     async def generate(
@@ -257,6 +289,18 @@ class WidgetService:
     def secret_of(self, settings: Settings, widget: Widget) -> str:
         return secret_box(settings).decrypt(widget.secret_encrypted)
 
+    def generated_secret(self, settings: Settings, widget: Widget, *, created: bool) -> str | None:
+        """The secret key a generate answer shows: always on the call that created the widget;
+        on a retry with the same ``Idempotency-Key`` only within ``SECRET_REPLAY_SECONDS`` of
+        the creation and if it was not rotated since (a lost answer can be retried, an old key
+        cannot read the current secret forever). None: rotate to get a new one."""
+        if not created and (
+            widget.secret_rotated_at is not None
+            or datetime.now(UTC) - widget.created_at > timedelta(seconds=SECRET_REPLAY_SECONDS)
+        ):
+            return None
+        return self.secret_of(settings, widget)
+
     async def get_visible(
         self, db: AsyncSession, actor: Principal, widget_id: UUID, *, for_update: bool = False
     ) -> Widget:
@@ -316,6 +360,12 @@ class WidgetService:
         widget.behaviour = _merged_behaviour(widget.behaviour, body.behaviour)
         widget.updated_at = datetime.now(UTC)
         await db.flush()
+        cache = runtime().cache
+
+        async def forget_runtime() -> None:
+            await cache.invalidate(runtime_config_key(widget.id))
+
+        after_commit(db, forget_runtime)
         await record_event(
             db,
             "widget.config_updated",
@@ -331,7 +381,7 @@ class WidgetService:
         widget = await self.get_owned(db, actor, widget_id)
         secret = new_secret_key()
         widget.secret_encrypted = secret_box(settings).encrypt(secret)
-        widget.updated_at = datetime.now(UTC)
+        widget.updated_at = widget.secret_rotated_at = datetime.now(UTC)
         await db.flush()
         await record_event(
             db,
@@ -373,7 +423,11 @@ class WidgetService:
             listing = await marketplace_service.detail(db, _acting_as(builder_id, "builder"), project_id)
         except NotFound:
             return Standing(False, "listing_delisted", project)
-        if listing.status == ListingStatus.DELISTED:
+        # Only a listing on sale (or held: what was bought keeps working) serves. A delisted one
+        # republished by its builder waits in review: moderation decides before visitors see it.
+        if listing.status == ListingStatus.PENDING_REVIEW:
+            return Standing(False, "listing_under_review", project)
+        if listing.status not in (ListingStatus.ACTIVE, ListingStatus.HELD):
             return Standing(False, "listing_delisted", project)
         if await self._completed_purchase(db, owner_id, project_id) is None:
             return Standing(False, "purchase_refunded", project)
@@ -397,15 +451,16 @@ class WidgetService:
 
     async def quota(self, db: AsyncSession, widget: Widget) -> Quota:
         limit = await self.quota_limit(db, widget)
-        used = await usage_repository.used(db, widget.id, this_month())
+        used = await usage_repository.used(db, widget.user_id, widget.project_id, this_month())
         return Quota(limit=limit, used=used, remaining=None if limit is None else max(0, limit - used))
 
     async def count_message(self, db: AsyncSession, widget: Widget) -> None:
-        """Count one visitor message against the month's quota: 429 ``quota_exceeded`` when it
-        is used up (nothing is counted then: the request rolls back)."""
+        """Count one visitor message against the month's quota of the widget's owner for its
+        project (all their widgets of the project share it): 429 ``quota_exceeded`` when it is
+        used up (nothing is counted then: the request rolls back)."""
         month = this_month()
         limit = await self.quota_limit(db, widget)
-        used = await usage_repository.count_message(db, widget.id, month)
+        used = await usage_repository.count_message(db, widget.user_id, widget.project_id, month)
         if limit is None:
             return
         if used > limit:
@@ -419,7 +474,7 @@ class WidgetService:
             )
         payload = {**self._payload(widget), "month": month.strftime("%Y-%m"), "limit": limit, "used": used}
         if used * 100 >= limit * WARNING_PERCENT and await usage_repository.mark(
-            db, widget.id, month, "warned_at"
+            db, widget.user_id, widget.project_id, month, "warned_at"
         ):
             await record_event(
                 db,
@@ -428,7 +483,9 @@ class WidgetService:
                 subject_id=widget.id,
                 payload={**payload, "percent": 80},
             )
-        if used >= limit and await usage_repository.mark(db, widget.id, month, "reached_at"):
+        if used >= limit and await usage_repository.mark(
+            db, widget.user_id, widget.project_id, month, "reached_at"
+        ):
             await record_event(
                 db,
                 "widget.quota_reached",
@@ -471,10 +528,25 @@ class WidgetService:
             )
 
     async def open_session(
-        self, db: AsyncSession, rt: Runtime, widget: Widget, origin: str, body: SessionRequest
+        self,
+        db: AsyncSession,
+        rt: Runtime,
+        widget: Widget,
+        origin: str,
+        body: SessionRequest,
+        *,
+        client_ip: str,
     ) -> SessionOut:
-        """A visitor's session on an allowed origin (checked by the caller)."""
+        """A visitor's session on an allowed origin (checked by the caller). The visitor id is
+        the client's to choose, so it alone cannot bound anything: the client's IP is limited
+        too, all widgets together."""
         visitor_id = body.visitor_id or "v_" + secrets.token_urlsafe(16)
+        await rt.rate_limiter.hit(
+            rt.settings.widget_session_rate_limit_ip,
+            "widget-session-ip",
+            client_ip,
+            message="Too many new chat sessions from your network; wait a moment",
+        )
         await rt.rate_limiter.hit(
             rt.settings.widget_session_rate_limit,
             "widget-session",
@@ -531,7 +603,7 @@ class WidgetService:
 
     @staticmethod
     def require_fresh(claims: SessionClaims) -> None:
-        if claims.expires_at <= int(datetime.now(UTC).timestamp()):
+        if claims.expires_at <= int(time.time()):
             raise _unauthorized("session_expired")
 
     @staticmethod
@@ -549,16 +621,31 @@ class WidgetService:
         claims: SessionClaims,
         text: str,
         conversation_id: UUID | None,
+        *,
+        client_ip: str,
     ) -> PreparedTurn:
-        """Rate limit, quota, then the chat service stores the question (committed with the
-        quota count by the request)."""
+        """Rate limits (per client IP, per visitor, then the widget's ceiling, so a refused
+        flood does not use up the widget's), quota, then the chat service stores the question
+        (committed with the quota count by the request)."""
         limits = behaviour_of(widget).rate_limits
+        await rt.rate_limiter.hit(
+            rt.settings.widget_message_rate_limit_ip,
+            "widget-message-ip",
+            client_ip,
+            message="Too many messages from your network; wait a moment",
+        )
         await rt.rate_limiter.hit(
             f"{limits.messages_per_minute_per_visitor}/minute",
             "widget-message",
             str(widget.id),
             claims.visitor_id,
             message="You are sending messages too quickly; wait a moment",
+        )
+        await rt.rate_limiter.hit(
+            rt.settings.widget_message_rate_limit,
+            "widget-message-all",
+            str(widget.id),
+            message="This assistant is very busy right now; try again in a moment",
         )
         project = await self._project(db, widget)
         if project is None:
@@ -575,43 +662,142 @@ class WidgetService:
             conversation_id=conversation_id,
         )
 
-    async def usage_beacons(
-        self, rt: Runtime, widget: Widget, claims: SessionClaims, events: list[Beacon]
-    ) -> list[UsageBeacon]:
-        """Rate limits (per widget, per visitor), then the beacons as the data platform takes them."""
-        await rt.rate_limiter.hit(
-            rt.settings.widget_beacon_rate_limit,
-            "widget-beacons",
-            str(widget.id),
-            message="This widget is sending too much usage data; retry later",
+    async def runtime_config(self, rt: Runtime, widget_id: UUID) -> WidgetRuntime:
+        """The widget's origins, beacon limit and ids (404 ``widget_not_found``): from the cache
+        (this process's memory, then Redis), the database on a miss. A configuration change
+        reaches every process when it commits; a missed one lasts at most
+        ``RUNTIME_CONFIG_TTL_SECONDS``."""
+        key = runtime_config_key(widget_id)
+        cached = await rt.cache.get(key)
+        if cached:
+            return self._decoded_runtime(cached)
+        async with sessionmaker()() as db:
+            widget = await widget_repository.get(db, widget_id)
+        if widget is None:
+            raise NotFound("Widget not found", code="widget_not_found")
+        behaviour = behaviour_of(widget)
+        value = orjson.dumps(
+            {
+                "widgetId": str(widget.id),
+                "projectId": str(widget.project_id),
+                "ownerId": str(widget.user_id),
+                "allowedOrigins": behaviour.allowed_origins,
+                "beaconsPerMinutePerVisitor": behaviour.rate_limits.beacons_per_minute_per_visitor,
+            }
         )
-        per_visitor = behaviour_of(widget).rate_limits.beacons_per_minute_per_visitor
-        await rt.rate_limiter.hit(
-            f"{per_visitor}/minute",
-            "widget-beacons-visitor",
-            str(widget.id),
-            claims.visitor_id,
-            message="Too many usage reports; retry later",
-        )
+        if cached is None:
+            # NX, and not at all on b"" (a change committed moments ago): never over a fresher
+            # invalidation.
+            await rt.cache.set(key, value, RUNTIME_CONFIG_TTL_SECONDS, only_if_absent=True)
+        return self._decoded_runtime(value)
+
+    def _decoded_runtime(self, value: bytes) -> WidgetRuntime:
+        # The first-level cache hands back the same bytes on every hit: decoded once per process.
+        decoded = self._runtimes.get(value)
+        if decoded is None:
+            data = orjson.loads(value)
+            decoded = WidgetRuntime(
+                widget_id=UUID(data["widgetId"]),
+                allowed_origins=tuple(data["allowedOrigins"]),
+                beacons_per_minute_per_visitor=int(data["beaconsPerMinutePerVisitor"]),
+                ids={
+                    "widget_id": data["widgetId"],
+                    "project_id": data["projectId"],
+                    "end_user_id": data["ownerId"],
+                },
+            )
+            if len(self._runtimes) >= _MAX_REMEMBERED:
+                self._runtimes.clear()
+            self._runtimes[value] = decoded
+        return decoded
+
+    def session_claims(self, rt: Runtime, token: str) -> SessionClaims:
+        """:meth:`read_token`, remembered per token (expiry still NOT checked)."""
+        if self._sessions_secret != rt.jwt_secret:
+            self._sessions, self._sessions_secret = {}, rt.jwt_secret
+        claims = self._sessions.get(token)
+        if claims is None:
+            claims = self.read_token(rt.jwt_secret, token)
+            if len(self._sessions) >= _MAX_REMEMBERED:
+                self._sessions.clear()
+            self._sessions[token] = claims
+        return claims
+
+    @staticmethod
+    def check_beacon_origin(config: WidgetRuntime, claims: SessionClaims, origin: str) -> None:
+        """:meth:`check_session_origin` against the cached configuration."""
+        if claims.origin != origin:
+            raise Forbidden("This session belongs to another site", code="origin_not_allowed")
+        if not origin_allowed(origin, config.allowed_origins):
+            raise Forbidden(
+                "This site may not use the widget", code="origin_not_allowed", details={"origin": origin}
+            )
+
+    async def accept_beacons(
+        self, rt: Runtime, config: WidgetRuntime, claims: SessionClaims, events: list[BeaconEvent]
+    ) -> int:
+        """Rate limits (per widget, per visitor: 429 and nothing published when one is used up),
+        then the beacons into the usage stream in the same Redis round trip; without Redis,
+        outbox rows committed before this returns."""
+        settings = rt.settings
         common = {
-            "widget_id": str(widget.id),
-            "project_id": str(widget.project_id),
-            "end_user_id": str(widget.user_id),
+            **config.ids,
             "visitor_id": claims.visitor_id,
             "session_id": claims.session_id,
             "customer_id": claims.customer_id,
         }
-        return [
-            UsageBeacon(
-                event_id=event.event_id,
-                kind=event.kind,
-                count=event.count,
-                latency_ms=event.latency_ms,
-                client_ts=event.occurred_at,
-                **common,
+        gate = beacon_gate(settings.redis_url, settings.redis_prefix + settings.usage_stream)
+        if gate is None:
+            return await self._beacons_to_outbox(rt, config, claims, common, events)
+        widget_rules = parse_rules(settings.widget_beacon_rate_limit)
+        per_visitor = config.beacons_per_minute_per_visitor
+        prefix = f"{settings.redis_prefix}limits:widget-beacons:{config.widget_id}"
+        rules = [
+            *(Rule(f"{prefix}:{amount}/{window}", amount, window) for amount, window in widget_rules),
+            Rule(f"{prefix}:{claims.visitor_id}:{per_visitor}/60000", per_visitor, 60_000),
+        ]
+        refused = await gate.publish(rules, stream_entries(common, events, datetime.now(UTC)))
+        if refused is not None:
+            message = _WIDGET_FLOOD if refused.rule < len(widget_rules) else _VISITOR_FLOOD
+            raise TooManyRequests(message, retry_after=refused.retry_after)
+        return len(events)
+
+    @staticmethod
+    async def _beacons_to_outbox(
+        rt: Runtime,
+        config: WidgetRuntime,
+        claims: SessionClaims,
+        common: dict[str, str | None],
+        events: list[BeaconEvent],
+    ) -> int:
+        widget_id = str(config.widget_id)
+        await rt.rate_limiter.hit(
+            rt.settings.widget_beacon_rate_limit, "widget-beacons", widget_id, message=_WIDGET_FLOOD
+        )
+        await rt.rate_limiter.hit(
+            f"{config.beacons_per_minute_per_visitor}/minute",
+            "widget-beacons-visitor",
+            widget_id,
+            claims.visitor_id,
+            message=_VISITOR_FLOOD,
+        )
+        beacons = [
+            UsageBeacon.model_validate(
+                {
+                    **common,
+                    "event_id": event.event_id,
+                    "kind": event.kind,
+                    "count": event.count,
+                    "latency_ms": event.latency_ms,
+                    "client_ts": event.client_ts,
+                }
             )
             for event in events
         ]
+        async with sessionmaker()() as db:
+            accepted = await publish_usage(beacons, settings=rt.settings, redis=None, db=db)
+            await commit(db)
+        return accepted
 
     # --- helpers ----------------------------------------------------------------------------
 

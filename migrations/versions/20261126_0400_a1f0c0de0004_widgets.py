@@ -16,7 +16,8 @@ down_revision: str | None = "a1f0c0de0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Messages a month each widget of a plan's user may answer (plan limit `widgetMessagesPerMonth`).
+# Messages a month a plan's user's widgets of one project may answer together (plan limit
+# `widgetMessagesPerMonth`).
 WIDGET_MESSAGES_PER_MONTH = {"free": 500, "pro": 10_000, "business": 100_000}
 
 
@@ -31,6 +32,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("public_key", sa.String(length=64), nullable=False),
         sa.Column("secret_encrypted", sa.Text(), nullable=False),
+        sa.Column("secret_rotated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("appearance", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("behaviour", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("idempotency_key", sa.String(length=200), nullable=False),
@@ -52,16 +54,18 @@ def upgrade() -> None:
     op.create_index(op.f("ix_widgets_user_id"), "widgets", ["user_id"], unique=False)
     op.create_table(
         "widget_usage",
-        sa.Column("widget_id", sa.Uuid(), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("project_id", sa.Uuid(), nullable=False),
         sa.Column("month", sa.Date(), nullable=False),
         sa.Column("messages", sa.Integer(), nullable=False),
         sa.Column("warned_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("reached_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint("messages >= 0", name=op.f("ck_widget_usage_messages_not_negative")),
         sa.ForeignKeyConstraint(
-            ["widget_id"], ["widgets.id"], name=op.f("fk_widget_usage_widget_id_widgets"), ondelete="CASCADE"
+            ["project_id"], ["projects.id"], name=op.f("fk_widget_usage_project_id_projects")
         ),
-        sa.PrimaryKeyConstraint("widget_id", "month", name=op.f("pk_widget_usage")),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_widget_usage_user_id_users")),
+        sa.PrimaryKeyConstraint("user_id", "project_id", "month", name=op.f("pk_widget_usage")),
     )
     for plan, messages in WIDGET_MESSAGES_PER_MONTH.items():
         op.execute(

@@ -269,17 +269,43 @@ async def test_a_refused_session_shows_no_launcher_and_warns_the_developer(
     await expect(page.get_by_role("button", name="Ask Harbour")).to_have_count(0)
 
 
-async def test_a_widget_out_of_quota_says_so_politely(page: Page, site: str, runtime: StubRuntime) -> None:
-    runtime.quota_exhausted = True
+async def test_a_widget_out_of_quota_says_so_as_soon_as_the_panel_opens(
+    page: Page, site: str, runtime: StubRuntime
+) -> None:
+    runtime.quota_exhausted = True  # the session answers quota {remaining: 0}
+    await open_page(page, site)
+
+    await launcher(page).click()
+
+    await expect(page.locator(".msg.notice")).to_have_text(
+        "This assistant has answered all the messages it can this month. Please come back later."
+    )
+    await expect(page.get_by_role("textbox", name="Your message")).to_be_disabled()
+    await expect(page.get_by_role("button", name="Send")).to_be_disabled()
+    await page.get_by_role("button", name="Close chat").click()
+    await launcher(page).click()
+    await expect(page.locator(".msg.notice")).to_have_count(1)  # said once, not at every opening
+    await page.goto("about:blank")  # hand over the queued beacons
+    await eventually(lambda: "open" in runtime.kinds())
+    assert runtime.chats == [], "nothing was sent that could only be refused"
+    assert "message" not in runtime.kinds()
+
+
+async def test_a_widget_running_out_of_quota_mid_conversation_says_so_politely(
+    page: Page, site: str, runtime: StubRuntime
+) -> None:
     await open_page(page, site)
     await launcher(page).click()
+    await expect(page.get_by_role("textbox", name="Your message")).to_be_enabled()
+    runtime.quota_exhausted = True  # the month's last message went to another visitor
 
     await ask(page, "Are you open today?")
 
     await expect(page.locator(".msg.notice")).to_have_text(
         "This assistant has answered its 100 messages for this month. Please come back later."
     )
-    await expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    await expect(page.get_by_role("textbox", name="Your message")).to_be_disabled()
+    await expect(page.get_by_role("button", name="Send")).to_be_disabled()
     await page.goto("about:blank")  # hand over the queued beacons
     await eventually(lambda: "open" in runtime.kinds())
     assert "message" not in runtime.kinds(), "a refused message is not usage"

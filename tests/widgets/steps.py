@@ -1,16 +1,20 @@
 """The widget journey's steps through the real API: a builder's listed project, an end user who
 bought it, a widget generated for it, a visitor's session on an allowed page."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
+from sqlalchemy import select, update
 
 from app.core.db import commit, sessionmaker
 from app.core.principal import Principal
 from app.marketplace.schemas import ListingStatusUpdate
 from app.marketplace.service import marketplace_service
+from app.models import Plan
 from tests.factories import Account, signed_in
 from tests.marketplace.steps import buy, publish, ready_project
 
@@ -95,3 +99,22 @@ async def moderate_as_platform(project_id: UUID, status: str) -> None:
             ListingStatusUpdate(status=status, reason="Arranged"),  # type: ignore[arg-type]
         )
         await commit(db)
+
+
+@asynccontextmanager
+async def widget_quota_of_every_plan(messages: int) -> AsyncIterator[None]:
+    """Arrange: every plan's ``widgetMessagesPerMonth`` is ``messages`` (plans are reference
+    data, kept between tests: restored afterwards)."""
+    async with sessionmaker()() as db:
+        before = {plan.code: dict(plan.limits) for plan in (await db.execute(select(Plan))).scalars()}
+        for code, limits in before.items():
+            changed = {**limits, "widgetMessagesPerMonth": messages}
+            await db.execute(update(Plan).where(Plan.code == code).values(limits=changed))
+        await db.commit()
+    try:
+        yield
+    finally:
+        async with sessionmaker()() as db:
+            for code, limits in before.items():
+                await db.execute(update(Plan).where(Plan.code == code).values(limits=limits))
+            await db.commit()

@@ -6,11 +6,11 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from app.core.db import sessionmaker
 from app.core.runtime import runtime
-from app.models import ChatMessage, Plan, ProjectChat
+from app.models import ChatMessage, ProjectChat
 from app.widgets.security import identity_signature, issue_session_token
 from tests.factories import events_of, signed_in
 from tests.fakes.llm_server import FakeLLM, Reply
@@ -24,6 +24,7 @@ from tests.widgets.steps import (
     moderate_as_platform,
     open_session,
     visitor_headers,
+    widget_quota_of_every_plan,
 )
 
 __all__ = ["fake_llm", "fake_llm_server"]
@@ -163,7 +164,7 @@ async def test_identity_verification_off_ignores_unsigned_ids(
     widget = await generate(client, shop.buyer, shop.project)
     fake_llm.script(Reply(text="Hello"), Reply(text="Hello again"))
 
-    anonymous = await open_session(client, widget, identity={"userId": "customer-1", "signature": "bad"})
+    anonymous = await open_session(client, widget, identity={"userId": "customer-1", "signature": "0" * 64})
     signed = await open_session(
         client,
         widget,
@@ -281,29 +282,11 @@ async def test_a_visitor_sending_too_fast_is_slowed_down(client: httpx.AsyncClie
     assert response.headers["access-control-allow-origin"] == SITE
 
 
-async def _set_widget_quota(value: int) -> None:
-    async with sessionmaker()() as db:
-        for code in ("free", "pro", "business"):
-            plan = (await db.execute(select(Plan).where(Plan.code == code))).scalar_one()
-            await db.execute(
-                update(Plan)
-                .where(Plan.code == code)
-                .values(limits={**plan.limits, "widgetMessagesPerMonth": value})
-            )
-        await db.commit()
-
-
 @pytest.fixture
 async def tiny_quota() -> Any:
-    """Every plan's widgets may answer 5 messages a month (reference data: restored after)."""
-    async with sessionmaker()() as db:
-        before = {p.code: dict(p.limits) for p in (await db.execute(select(Plan))).scalars()}
-    await _set_widget_quota(5)
-    yield
-    async with sessionmaker()() as db:
-        for code, limits in before.items():
-            await db.execute(update(Plan).where(Plan.code == code).values(limits=limits))
-        await db.commit()
+    """Every plan's widgets may answer 5 messages a month."""
+    async with widget_quota_of_every_plan(5):
+        yield
 
 
 async def test_the_monthly_quota_warns_at_80_percent_and_stops_politely_at_100(
