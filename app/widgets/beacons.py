@@ -100,7 +100,7 @@ def _read_plain(data: dict[str, Any]) -> tuple[str | None, list[BeaconEvent]] | 
             and type(kind) is str
             and kind in _KINDS
             and type(count) is int
-            and 0 <= count <= _MAX_COUNT
+            and (0 <= count <= _MAX_COUNT if kind == "tokens" else count == 1)
             and (latency is None or (type(latency) is int and 0 <= latency <= _MAX_LATENCY))
         ):
             return None

@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from app.core.schemas import NO_NUL, InputSchema, Schema
 from app.core.usage import UsageKind, UtcDatetime
@@ -243,6 +243,12 @@ class Beacon(InputSchema):
     count: int = Field(1, ge=0, le=1_000_000, strict=True)
     occurred_at: UtcDatetime = Field(description="The browser's clock, ISO 8601 with a zone")
     latency_ms: int | None = Field(None, ge=0, le=2_147_483_647, strict=True)
+
+    @model_validator(mode="after")
+    def _one_per_event(self) -> "Beacon":
+        if self.kind != "tokens" and self.count != 1:
+            raise ValueError("count is 1 for an impression, open or message (each is one event)")
+        return self
 
 
 class BeaconBatch(InputSchema):

@@ -122,6 +122,14 @@ async def test_bad_beacon_requests_are_refused_and_nothing_is_published(
             "validation_error",
         ),
         (
+            # One impression, open or message is one event: only token counts are amounts.
+            "inflated message count",
+            {"token": token, "events": [beacon("message", count=1000)]},
+            {"Origin": SITE},
+            422,
+            "validation_error",
+        ),
+        (
             "naive time",
             {"token": token, "events": [beacon(occurredAt="2026-11-26T10:00:00")]},
             {"Origin": SITE},
