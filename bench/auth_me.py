@@ -45,9 +45,6 @@ from bench.common import (  # noqa: E402
 )
 
 # bench/beacons.py imports these from here (they moved to bench.common).
-from bench.common import client_cpu_seconds as client_cpu_seconds  # noqa: E402
-from bench.common import machine_note as machine_note  # noqa: E402
-from bench.common import process_cpu_seconds as process_cpu_seconds  # noqa: E402
 from bench.servers import (  # noqa: E402
     REDIS_URL,
     api_env,
