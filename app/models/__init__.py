@@ -9,6 +9,16 @@ from app.models.ledger import LedgerEntry, LedgerTransaction, Payout, PayoutStat
 from app.models.llm import LlmModel, LlmProvider
 from app.models.marketplace import Listing, ListingAudit, ListingStatus, Purchase, PurchaseStatus
 from app.models.mcp import McpCheckTrigger, McpClient, McpConnection, McpConnectionStatus, McpConnectionType
+from app.models.notifications import (
+    BroadcastStatus,
+    EmailDelivery,
+    EmailStatus,
+    Notification,
+    NotificationBroadcast,
+    NotificationCategory,
+    NotificationPreference,
+    NotificationTemplate,
+)
 from app.models.payments import Payment, PaymentStatus, PayoutAccount, WebhookEvent
 from app.models.project import Project, ProjectStatus
 from app.models.session import AuthSession, RefreshToken
@@ -29,8 +39,11 @@ from app.models.widgets import Widget, WidgetKind, WidgetUsage
 __all__ = [
     "AuthSession",
     "Base",
+    "BroadcastStatus",
     "ChatChannel",
     "ChatMessage",
+    "EmailDelivery",
+    "EmailStatus",
     "FileProcessing",
     "FileStatus",
     "IdempotencyRecord",
@@ -52,6 +65,11 @@ __all__ = [
     "McpConnection",
     "McpConnectionStatus",
     "McpConnectionType",
+    "Notification",
+    "NotificationBroadcast",
+    "NotificationCategory",
+    "NotificationPreference",
+    "NotificationTemplate",
     "OutboxEvent",
     "Payment",
     "PaymentStatus",

@@ -23,9 +23,13 @@ class OutboxEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     # Set by the relay once the event has landed in the warehouse.
     relayed_at: Mapped[datetime | None]
+    # Set by the notification dispatcher once it has turned the event into notifications (or
+    # found that it notifies nobody): every type passes through it.
+    notified_at: Mapped[datetime | None]
 
     __table_args__ = (
         Index("ix_outbox_events_unrelayed", "event_id", postgresql_where="relayed_at IS NULL"),
+        Index("ix_outbox_events_unnotified", "event_id", postgresql_where="notified_at IS NULL"),
         Index("ix_outbox_events_type_occurred", "type", "occurred_at"),
     )
 
