@@ -19,6 +19,8 @@ TASK_MODULES = [
     "app.payments.tasks",
     "app.mcp.tasks",
     "app.files.tasks",
+    "app.notifications.tasks",
+    "app.notifications.broadcast",
     "app.marketplace.service",
     "app.billing.service",
 ]

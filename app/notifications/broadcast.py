@@ -1,0 +1,1 @@
+"""Admins' broadcasts, delivered by the worker in batches."""
