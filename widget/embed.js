@@ -1,6 +1,7 @@
 /*! Bazaar chat widget v1 */
 // Embed: <script src="https://HOST/widget/v1/embed.js" data-widget-key="pk_..." async></script>
-// Optional: data-user-id + data-user-signature (identified visitors), or BazaarWidget.identify().
+// Optional: data-user-id + data-user-exp + data-user-signature (a visitor the site signed in; the
+// site's server signs "widgetId|userId|exp"), or BazaarWidget.identify(userId, signature, exp).
 // Everything lives in a shadow root on one host element, so the page's CSS cannot reach it and
 // its CSS cannot reach the page. Untrusted text is only ever set with textContent.
 (function () {
@@ -28,10 +29,17 @@
   var BOOT_RETRIES_UNREADABLE = 2;
   var REFUSED = { 403: true, 404: true, 410: true }; // the session will never be granted
   var VISITOR_KEY = "bazaar-widget:visitor:" + widgetKey;
+  // Beacons a hidden page could not send with a valid token, for this tab's next page view.
+  var UNSENT_KEY = "bazaar-widget:unsent:" + widgetKey;
+  var EXPIRY_MARGIN_MS = 5000; // a token this close to its expiry is not handed to sendBeacon
 
   var state = {
-    identity: identityFrom(script.getAttribute("data-user-id"), script.getAttribute("data-user-signature")),
-    session: null, // {token, widgetId, appearance, quota, refreshAt}
+    identity: identityFrom(
+      script.getAttribute("data-user-id"),
+      script.getAttribute("data-user-signature"),
+      script.getAttribute("data-user-exp")
+    ),
+    session: null, // {token, widgetId, appearance, quota, refreshAt, usableUntil}
     pending: null, // the session request in flight
     generation: 0, // a newer session request supersedes older ones (identify during boot)
     refused: false,
@@ -73,8 +81,25 @@
     return h.slice(0, 8) + "-" + h.slice(8, 12) + "-" + h.slice(12, 16) + "-" + h.slice(16, 20) + "-" + h.slice(20);
   }
 
-  function identityFrom(userId, signature) {
-    return userId && signature ? { userId: String(userId), signature: String(signature) } : null;
+  /** The site's signed-in user, or null. ``exp`` is the Unix time (seconds) the signature covers. */
+  function identityFrom(userId, signature, exp) {
+    if (!userId || !signature) return null;
+    var expires = Number(exp);
+    if (!(expires > 0) || Math.floor(expires) !== expires) {
+      console.warn(PREFIX + "an identity needs its exp (Unix seconds, as signed by your server); the visitor stays anonymous.");
+      return null;
+    }
+    return { userId: String(userId), exp: expires, signature: String(signature) };
+  }
+
+  /** Tells the site that its signature expired, so it can sign a new one and call identify(). */
+  function identityExpired() {
+    var detail = { userId: state.identity && state.identity.userId };
+    try {
+      window.dispatchEvent(new CustomEvent("bazaar-widget:identity-expired", { detail: detail }));
+    } catch (e) {
+      /* a page without CustomEvent: the console warning still says it */
+    }
   }
 
   function HttpError(status, body, headers) {
@@ -109,17 +134,24 @@
     if (state.identity) body.identity = state.identity;
     return post("/widget/v1/session", body).then(function (response) {
       return readJson(response).then(function (data) {
-        if (!response.ok) throw new HttpError(response.status, data, response.headers);
+        if (!response.ok) {
+          var error = new HttpError(response.status, data, response.headers);
+          if (error.code === "identity_expired") identityExpired();
+          throw error;
+        }
         if (data.visitorId) save(VISITOR_KEY, data.visitorId);
-        // Refresh at 90% of the lifetime as this clock sees it; a 401 also forces a refresh,
-        // which covers clocks that disagree with the server's.
-        var lifetime = Date.parse(data.expiresAt) - Date.now();
+        // The lifetime as the server counts it (expiresIn), so a clock that disagrees with the
+        // server's does not matter; refresh at 90% of it. A 401 also forces a refresh.
+        var lifetime = data.expiresIn > 0 ? data.expiresIn * 1000 : Date.parse(data.expiresAt) - Date.now();
+        if (!(lifetime > 0)) lifetime = 60000;
+        var now = Date.now();
         return {
           token: data.token,
           widgetId: data.widgetId,
           appearance: data.appearance || {},
           quota: data.quota || null, // {limit, used, remaining}; remaining null: no limit
-          refreshAt: Date.now() + (lifetime > 0 ? lifetime * 0.9 : 60000),
+          refreshAt: now + lifetime * 0.9,
+          usableUntil: now + lifetime - Math.min(EXPIRY_MARGIN_MS, lifetime / 10),
         };
       });
     });
@@ -202,6 +234,49 @@
   function track(kind, extra) {
     queue.push(Object.assign({ eventId: uuid(), kind: kind, occurredAt: new Date().toISOString() }, extra));
     if (queue.length > QUEUE_MAX) queue.splice(0, queue.length - QUEUE_MAX);
+    // A token past its refresh time is renewed now, not at the next batch: the page may be
+    // hidden before then, and sendBeacon must not carry an expired token.
+    if (state.session && !state.refused && Date.now() >= state.session.refreshAt) ensureSession().then(null, noop);
+    scheduleFlush();
+  }
+
+  function noop() {}
+
+  function tokenUsable(session) {
+    return !!session && Date.now() < session.usableUntil;
+  }
+
+  /** Keeps the queue for this tab's next page view (sessionStorage: this tab, this site only). */
+  function stashUnsent() {
+    try {
+      window.sessionStorage.setItem(UNSENT_KEY, JSON.stringify(queue.slice(-QUEUE_MAX)));
+    } catch (e) {
+      /* storage blocked or full: the events are lost with the page */
+    }
+  }
+
+  function clearUnsent() {
+    try {
+      window.sessionStorage.removeItem(UNSENT_KEY);
+    } catch (e) {
+      /* nothing was stashed */
+    }
+  }
+
+  /** The events an earlier page view of this tab could not send, back in the queue. */
+  function restoreUnsent() {
+    var events;
+    try {
+      events = JSON.parse(window.sessionStorage.getItem(UNSENT_KEY) || "null");
+      window.sessionStorage.removeItem(UNSENT_KEY); // stashed again if this page cannot send them
+    } catch (e) {
+      return;
+    }
+    if (!Array.isArray(events)) return;
+    events.forEach(function (event) {
+      if (event && typeof event.eventId === "string" && typeof event.kind === "string") queue.push(event);
+    });
+    if (queue.length > QUEUE_MAX) queue.splice(0, queue.length - QUEUE_MAX);
     scheduleFlush();
   }
 
@@ -243,7 +318,10 @@
         function (response) {
           if (response.status === 401) renewSoon();
           if (response.status === 401 || response.status === 429 || response.status >= 500) retry();
-          else flushDelay = FLUSH_MS; // accepted, or a 4xx that no retry would change
+          else {
+            flushDelay = FLUSH_MS; // accepted, or a 4xx that no retry would change
+            if (!queue.length) clearUnsent(); // whatever a hidden page stashed has left now
+          }
         },
         function (error) {
           if (REFUSED[error.status]) return; // the widget went away: nothing will be accepted
@@ -257,16 +335,30 @@
       });
   }
 
-  /** The page is being hidden or unloaded: hand every queued event to sendBeacon. */
+  /** The page is being hidden or unloaded: hand every queued event to sendBeacon, with a token
+   * that is still valid. There is no time to renew one now (the page may be gone before the
+   * answer), so when the token has expired the events are stashed in sessionStorage for the
+   * next page view of this tab, and a renewal starts in case the page comes back (a tab switch,
+   * the back-forward cache), where the next batch sends them. The warehouse counts an eventId
+   * once, so an event sent twice is harmless; one sent with an expired token would be lost. */
   function flushOnHide() {
+    if (!queue.length) return;
     var session = state.session;
-    if (!session || !navigator.sendBeacon) return;
+    if (!tokenUsable(session) || !navigator.sendBeacon) {
+      stashUnsent();
+      if (session && !state.refused && !state.pending) ensureSession(true).then(null, noop);
+      return;
+    }
     while (queue.length) {
       var batch = queue.slice(0, BATCH_MAX);
       var blob = new Blob([beaconBody(session, batch)], { type: "text/plain;charset=UTF-8" });
-      if (!navigator.sendBeacon(trackUrl(session), blob)) return; // over the quota: flush() later
+      if (!navigator.sendBeacon(trackUrl(session), blob)) {
+        stashUnsent(); // over the browser's quota: flush() later, or the next page view
+        return;
+      }
       queue.splice(0, batch.length);
     }
+    clearUnsent();
   }
 
   window.addEventListener("pagehide", flushOnHide);
@@ -509,6 +601,7 @@
     if (error.status === 404 && !WIDGET_GONE[error.code]) {
       return "This conversation has expired. Please send your message again to start a new one.";
     }
+    if (error.code === "identity_expired") return "Your sign-in to this site has expired. Please reload the page to go on chatting.";
     if (REFUSED[error.status]) return "Sorry, this chat is not available right now.";
     if (error.status >= 400 && error.status < 500) return "That message could not be sent. Please shorten or rephrase it.";
     if (error.status) return "Something went wrong on our side. Please try again in a moment.";
@@ -660,10 +753,11 @@
 
   // ---- public API ----------------------------------------------------------------------------
 
-  /** Chat as a signed-in user of the site (the signature is computed by the site's server), or
+  /** Chat as a signed-in user of the site (``signature`` = hex HMAC-SHA256(secretKey,
+   * "widgetId|userId|exp"), computed by the site's server; ``exp`` in Unix seconds), or
    * anonymously again with ``identify(null)``. Resolves to whether the server accepted it. */
-  function identify(userId, signature) {
-    var identity = identityFrom(userId, signature);
+  function identify(userId, signature, exp) {
+    var identity = identityFrom(userId, signature, exp);
     if (JSON.stringify(identity) === JSON.stringify(state.identity)) return Promise.resolve(true);
     state.identity = identity;
     state.conversationId = null; // a conversation belongs to whoever started it
@@ -690,5 +784,6 @@
     identify: identify,
   });
 
+  restoreUnsent();
   boot(0);
 })();

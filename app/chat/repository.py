@@ -1,10 +1,28 @@
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import BigInteger, ColumnElement, Numeric, Select, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import ChatMessage, ProjectChat
+
+# An answer's ``metadata.usage`` (``usage_out``): what the LLM calls of the turn used and cost.
+_USAGE = ChatMessage.metadata_["usage"]
+_ANSWER = ChatMessage.role == "assistant"
+_COST = _USAGE["costUsd"].astext.cast(Numeric)
+CUSTOMER_USAGE_COLUMNS: dict[str, ColumnElement[Any]] = {
+    "customerId": ProjectChat.customer_id.expression,
+    "messages": func.count().filter(ChatMessage.role == "user"),
+    "answers": func.count().filter(_ANSWER, ~ChatMessage.metadata_.has_key("error")),
+    "inputTokens": func.coalesce(func.sum(_USAGE["inputTokens"].astext.cast(BigInteger)), 0),
+    "outputTokens": func.coalesce(func.sum(_USAGE["outputTokens"].astext.cast(BigInteger)), 0),
+    "costUsd": func.coalesce(func.sum(_COST), 0),
+    "unpricedAnswers": func.count().filter(_ANSWER, ChatMessage.metadata_.has_key("usage"), _COST.is_(None)),
+    "conversations": func.count(func.distinct(ProjectChat.id)),
+    "firstSeenAt": func.min(ChatMessage.created_at),
+    "lastSeenAt": func.max(ChatMessage.created_at),
+}
 
 
 class ChatRepository:
@@ -17,15 +35,20 @@ class ChatRepository:
         channel: str,
         widget_id: UUID | None = None,
         visitor_id: str | None = None,
+        customer_id: str | None = None,
         for_update: bool = False,
     ) -> ProjectChat | None:
         """The conversation if it belongs to this project and channel (and, for widgets, to this
-        widget and visitor)."""
+        widget, visitor and verified customer: None only matches an anonymous conversation)."""
         stmt = select(ProjectChat).where(
             ProjectChat.id == chat_id, ProjectChat.project_id == project_id, ProjectChat.channel == channel
         )
         if widget_id is not None or visitor_id is not None:
-            stmt = stmt.where(ProjectChat.widget_id == widget_id, ProjectChat.visitor_id == visitor_id)
+            stmt = stmt.where(
+                ProjectChat.widget_id == widget_id,
+                ProjectChat.visitor_id == visitor_id,
+                ProjectChat.customer_id.is_not_distinct_from(customer_id),
+            )
         if for_update:
             stmt = stmt.with_for_update()
         return (await db.execute(stmt)).scalar_one_or_none()
@@ -80,6 +103,32 @@ class ChatRepository:
             .limit(1)
         )
         return (await db.execute(stmt)).scalar_one_or_none()
+
+    def customer_usage(
+        self, widget_id: UUID, start: datetime, end: datetime, *, order_by: str, descending: bool
+    ) -> Select[Any]:
+        """Per verified customer of a widget, from the messages stored in ``[start, end)``: one
+        row of ``CUSTOMER_USAGE_COLUMNS`` each, ordered by the column ``order_by`` names, the
+        customer id breaking ties."""
+        column = CUSTOMER_USAGE_COLUMNS[order_by]
+        tiebreak = ProjectChat.customer_id
+        return (
+            select(*(expression.label(label) for label, expression in CUSTOMER_USAGE_COLUMNS.items()))
+            .select_from(ProjectChat)
+            .join(ChatMessage, ChatMessage.chat_id == ProjectChat.id)
+            .where(
+                ProjectChat.widget_id == widget_id,
+                ProjectChat.channel == "widget",
+                ProjectChat.customer_id.is_not(None),
+                ChatMessage.created_at >= start,
+                ChatMessage.created_at < end,
+            )
+            .group_by(ProjectChat.customer_id)
+            .order_by(
+                column.desc() if descending else column.asc(),
+                tiebreak.desc() if descending else tiebreak.asc(),
+            )
+        )
 
     async def delete_chat(self, db: AsyncSession, chat_id: UUID) -> None:
         await db.execute(delete(ChatMessage).where(ChatMessage.chat_id == chat_id))

@@ -24,7 +24,10 @@ lock taken by ``prepare_turn`` makes the check race-free). An older unanswered q
 the process answering it died, and the conversation goes on.
 
 Both channels use these functions: the studio (``channel=studio``, a signed-in builder or admin)
-and the embeddable widget (``channel=widget`` with ``widget_id`` and ``visitor_id``, no user).
+and the embeddable widget (``channel=widget`` with ``widget_id``, ``visitor_id`` and the verified
+``customer_id`` or None, no user). A widget conversation belongs to its visitor *and* customer:
+an anonymous session cannot continue a verified customer's conversation, nor another customer's
+with the same visitor id.
 """
 
 import asyncio
@@ -34,16 +37,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.chat.repository import chat_repository
+from app.chat.repository import CUSTOMER_USAGE_COLUMNS, chat_repository
 from app.chat.schemas import ChatMessageOut, ChatSummary, ProjectChatOut
 from app.core.config import Settings
 from app.core.db import after_commit, commit, sessionmaker
-from app.core.errors import Conflict, NotFound
+from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.events import record_event
 from app.core.pagination import PageParams, apply_sort, paginate_rows
 from app.files.retrieval import retrieve
@@ -78,6 +82,8 @@ class Asker:
     user_id: UUID | None = None
     widget_id: UUID | None = None
     visitor_id: str | None = None
+    # The host site's user, when the widget session carries a verified identity.
+    customer_id: str | None = None
 
 
 @dataclass
@@ -92,6 +98,22 @@ class PreparedTurn:
     tool_clients: list[ToolClient]
     settings: Settings
     started: float
+
+
+@dataclass(frozen=True)
+class CustomerUsage:
+    """What one verified customer of a widget asked and cost, from the stored messages."""
+
+    customer_id: str
+    messages: int  # questions asked
+    answers: int  # answers stored without an error
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal  # of the answers whose model has a price
+    unpriced_answers: int
+    conversations: int
+    first_seen_at: datetime
+    last_seen_at: datetime
 
 
 @dataclass(frozen=True)
@@ -267,6 +289,7 @@ class ChatService:
                 channel=asker.channel,
                 widget_id=asker.widget_id,
                 visitor_id=asker.visitor_id,
+                customer_id=asker.customer_id,
                 for_update=True,
             )
             if chat is None:
@@ -281,6 +304,7 @@ class ChatService:
                 channel=asker.channel,
                 widget_id=asker.widget_id,
                 visitor_id=asker.visitor_id,
+                customer_id=asker.customer_id,
                 title=title_of(text),
             )
             db.add(chat)
@@ -436,6 +460,7 @@ class ChatService:
                     "channel": str(asker.channel),
                     "widgetId": None if asker.widget_id is None else str(asker.widget_id),
                     "visitorId": asker.visitor_id,
+                    "customerId": asker.customer_id,
                     "userId": None if asker.user_id is None else str(asker.user_id),
                     "provider": route.provider_name,
                     "model": route.key,
@@ -538,6 +563,41 @@ class ChatService:
             created_at=chat.created_at,
             updated_at=chat.updated_at,
         )
+
+    async def widget_customers(
+        self, db: AsyncSession, widget_id: UUID, start: datetime, end: datetime, params: PageParams
+    ) -> tuple[list[CustomerUsage], int]:
+        """Usage per verified customer of a widget, from its conversations' messages stored in
+        ``[start, end)``: exact, server-side. Sort: any ``CustomerUsage`` field in camelCase
+        (default ``-lastSeenAt``)."""
+        key = params.sort or "-lastSeenAt"
+        name = key.removeprefix("-")
+        if name not in CUSTOMER_USAGE_COLUMNS:
+            raise ValidationFailed(
+                f"Cannot sort by {name!r}",
+                code="invalid_sort",
+                details={"allowed": sorted(CUSTOMER_USAGE_COLUMNS)},
+            )
+        stmt = chat_repository.customer_usage(
+            widget_id, start, end, order_by=name, descending=key.startswith("-")
+        )
+        rows, total = await paginate_rows(db, stmt, params)
+        usage = [dict(zip(CUSTOMER_USAGE_COLUMNS, row, strict=True)) for row in rows]
+        return [
+            CustomerUsage(
+                customer_id=str(u["customerId"]),
+                messages=int(u["messages"]),
+                answers=int(u["answers"]),
+                input_tokens=int(u["inputTokens"]),
+                output_tokens=int(u["outputTokens"]),
+                cost_usd=Decimal(u["costUsd"]),
+                unpriced_answers=int(u["unpricedAnswers"]),
+                conversations=int(u["conversations"]),
+                first_seen_at=u["firstSeenAt"],
+                last_seen_at=u["lastSeenAt"],
+            )
+            for u in usage
+        ], total
 
     async def delete_chat(
         self, db: AsyncSession, project_id: UUID, chat_id: UUID, *, channel: ChatChannel

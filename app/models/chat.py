@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, func
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -26,11 +26,20 @@ class ProjectChat(IdMixin, TimestampMixin, Base):
     # No foreign key: widgets arrive later in their own migration.
     widget_id: Mapped[UUID | None] = mapped_column(index=True)
     visitor_id: Mapped[str | None] = mapped_column(String(100))
+    # The host site's user id when the widget session was opened with a verified identity.
+    customer_id: Mapped[str | None] = mapped_column(String(64))
     title: Mapped[str] = mapped_column(String(200))
 
     __table_args__ = (
         CheckConstraint("channel IN ('studio', 'widget')", name="channel"),
         Index("ix_project_chats_project_channel_updated", "project_id", "channel", "updated_at"),
+        # A widget's per-customer usage report.
+        Index(
+            "ix_project_chats_widget_customer",
+            "widget_id",
+            "customer_id",
+            postgresql_where=text("customer_id IS NOT NULL"),
+        ),
     )
 
 

@@ -32,6 +32,10 @@ class WidgetRepository:
     def of_user(self, user_id: UUID) -> Select[Any]:
         return select(Widget).where(Widget.user_id == user_id)
 
+    async def ids_of_projects(self, db: AsyncSession, project_ids: list[UUID]) -> list[UUID]:
+        stmt = select(Widget.id).where(Widget.project_id.in_(project_ids))
+        return list((await db.execute(stmt)).scalars())
+
 
 class WidgetUsageRepository:
     """The monthly message counter of one owner's widgets of one project (``user_id``,

@@ -3,24 +3,65 @@ of your own), read it, configure it, rotate its secret, list a user's widgets. A
 widget (``GET /api/widgets/{id}/analytics``) are served by ``app.analytics``; the public runtime
 that ``embed.js`` calls is ``app.widgets.runtime``."""
 
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.auth.deps import CurrentPrincipal
 from app.core.db import DB
+from app.core.errors import ValidationFailed
 from app.core.idempotency import idempotency_key
 from app.core.openapi import errors
 from app.core.pagination import Pagination
 from app.core.runtime import runtime
 from app.core.schemas import Page, PaginationInfo
-from app.widgets.schemas import SecretRotated, WidgetConfigUpdate, WidgetCreate, WidgetCreated, WidgetOut
+from app.widgets.schemas import (
+    CustomerUsageOut,
+    SecretRotated,
+    WidgetConfigUpdate,
+    WidgetCreate,
+    WidgetCreated,
+    WidgetCustomers,
+    WidgetOut,
+)
 from app.widgets.service import widget_service
 
 router = APIRouter(prefix="/api/widgets", tags=["widgets"])
 
 IdempotencyKey = Annotated[str, Depends(idempotency_key)]
+
+DEFAULT_PERIOD_DAYS = 30
+MAX_PERIOD_DAYS = 731  # as the analytics reports
+
+
+@dataclass(frozen=True)
+class Period:
+    start: date
+    end: date
+
+
+def period(
+    start: Annotated[date | None, Query(alias="from", description="First day (UTC), inclusive")] = None,
+    end: Annotated[
+        date | None, Query(alias="to", description="Last day (UTC), inclusive; default today")
+    ] = None,
+) -> Period:
+    """``from``..``to``: by default the last 30 days up to today, at most two years."""
+    end = end or datetime.now(UTC).date()
+    start = start or end - timedelta(days=DEFAULT_PERIOD_DAYS - 1)
+    details = {"from": start.isoformat(), "to": end.isoformat()}
+    if start > end:
+        raise ValidationFailed("`from` must not be after `to`", code="invalid_period", details=details)
+    if (end - start).days + 1 > MAX_PERIOD_DAYS:
+        raise ValidationFailed(
+            f"The period may span at most {MAX_PERIOD_DAYS} days",
+            code="period_too_long",
+            details={**details, "maxDays": MAX_PERIOD_DAYS},
+        )
+    return Period(start, end)
 
 
 @router.post(
@@ -89,3 +130,28 @@ async def rotate_secret(widget_id: UUID, db: DB, principal: CurrentPrincipal) ->
     shown only in this answer. The owner only."""
     widget, secret = await widget_service.rotate_secret(db, runtime().settings, principal, widget_id)
     return SecretRotated(id=widget.id, secret_key=secret)
+
+
+@router.get("/{widget_id}/customers", response_model=WidgetCustomers, responses=errors(401, 404, 422))
+async def widget_customers(
+    widget_id: UUID,
+    db: DB,
+    principal: CurrentPrincipal,
+    page: Pagination,
+    dates: Annotated[Period, Depends(period)],
+) -> WidgetCustomers:
+    """Usage per verified customer (the host site's users whose sessions carried a valid
+    identity signature): questions, answers, tokens, cost, conversations, first and last seen,
+    counted from the stored messages of `from`..`to` (UTC days; default the last 30): exact,
+    server-side numbers. Anonymous visitors are not in it. The owner or an administrator (404
+    for anyone else). Sort: `lastSeenAt` (default, newest first), `messages`, `answers`,
+    `inputTokens`, `outputTokens`, `costUsd`, `unpricedAnswers`, `conversations`,
+    `firstSeenAt`, `customerId`."""
+    items, total = await widget_service.customers(db, principal, widget_id, dates.start, dates.end, page)
+    return WidgetCustomers(
+        widget_id=widget_id,
+        from_=dates.start,
+        to=dates.end,
+        items=[CustomerUsageOut.model_validate(item) for item in items],
+        pagination=PaginationInfo(total=total, page=page.page, limit=page.limit),
+    )

@@ -271,10 +271,12 @@ router.add_api_route(
 )
 async def open_session(request: Request, body: SessionRequest, db: DB) -> SessionOut:
     """Open a visitor session for the widget `widgetKey`, from a page whose `Origin` is one of
-    its allowed origins (`origin_required` / `origin_not_allowed` otherwise). With identity
-    verification on, `identity` = {userId, signature = hex HMAC-SHA256(secretKey, userId)} is
-    required (`identity_invalid`). Answers a short-lived `token` for the other runtime calls,
-    the widget's `appearance` and this month's `quota`. A refunded or delisted widget: 410."""
+    its allowed origins (`origin_required` / `origin_not_allowed` otherwise). `identity` =
+    {userId, exp, signature = hex HMAC-SHA256(secretKey, "widgetId|userId|exp")} names the site's
+    signed-in user (`exp`: Unix seconds, at most 24 hours ahead); with identity verification on
+    it is required, and a missing or wrong one is 403 `identity_invalid`, an expired one 403
+    `identity_expired`. Answers a short-lived `token` for the other runtime calls, the widget's
+    `appearance` and this month's `quota`. A refunded or delisted widget: 410."""
     origin = widget_service.browser_origin(request.headers.get("origin"))
     # The page may read a refusal (unknown key, origin not allowed), so the script stops at once
     # with the reason: it tells nothing the public key in the page's source does not.
@@ -300,8 +302,10 @@ async def chat(request: Request, body: WidgetChatRequest, db: DB, visitor: Visit
     """Ask the widget's project (`Authorization: Bearer <session token>`). The same answer as
     the builder studio's chat: Server-Sent Events with `Accept: text/event-stream`
     (`conversation`, `citations`, `delta`, `tool_call`, `tool_result`, `usage`, `done` or
-    `error`), JSON otherwise. `conversationId` continues one of this visitor's conversations.
-    Over the plan's monthly messages: 429 `quota_exceeded` with a message to show."""
+    `error`), JSON otherwise. `conversationId` continues one of this visitor's conversations
+    (opened with the same verified customer, or anonymously by an anonymous session). Over the
+    plan's monthly messages: 429 `quota_exceeded` with a message to show. A widget refunded,
+    delisted or deleted since the session opened: 410 `widget_unavailable` with the reason."""
     rt = runtime()
     turn = await widget_service.prepare_chat(
         db,

@@ -1,12 +1,21 @@
 """Wire shapes of the widgets' management API and of the runtime API ``widget/embed.js`` calls."""
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
-from app.core.schemas import NO_NUL, InputSchema, Schema
+from app.core.schemas import NO_NUL, InputSchema, PaginationInfo, Schema
 from app.core.usage import UsageKind, UtcDatetime
 from app.widgets.security import InvalidOrigin, normalise_origin
 
@@ -193,15 +202,57 @@ class SecretRotated(Schema):
     secret_key: str
 
 
+def _decimal_text(amount: Decimal) -> str:
+    return format(amount.normalize(), "f")
+
+
+# US dollars as an exact decimal string on the wire (answers cost fractions of a cent).
+Usd = Annotated[Decimal, PlainSerializer(_decimal_text, return_type=str, when_used="json")]
+
+
+class CustomerUsageOut(Schema):
+    customer_id: str = Field(description="The host site's user id, as its verified identity named it")
+    messages: int = Field(description="Questions the customer asked")
+    answers: int = Field(description="Answers stored without an error")
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Usd = Field(
+        description="US dollars (a decimal string) of the answers whose model has a price; "
+        "`unpricedAnswers` are not in it"
+    )
+    unpriced_answers: int
+    conversations: int = Field(description="Conversations with a message in the period")
+    first_seen_at: datetime = Field(description="The customer's first message in the period")
+    last_seen_at: datetime = Field(description="The customer's last message in the period")
+
+
+class WidgetCustomers(Schema):
+    """Usage per verified customer, counted from the stored messages (exact, not the beacons)."""
+
+    widget_id: UUID
+    from_: date = Field(alias="from")
+    to: date
+    items: list[CustomerUsageOut]
+    pagination: PaginationInfo
+
+
 # --- runtime --------------------------------------------------------------------------------
 
 VisitorId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 
 
 class Identity(InputSchema):
+    """The host site's signed-in user, signed by its server with the widget's secret key."""
+
     user_id: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+    exp: int = Field(
+        ge=1,
+        le=2**53 - 1,  # a JavaScript number stays exact
+        strict=True,
+        description="When the signature expires: Unix seconds, at most 24 hours ahead",
+    )
     signature: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")] = Field(
-        description="hex(HMAC-SHA256(secretKey, userId)): 64 hex digits"
+        description='hex(HMAC-SHA256(secretKey, "widgetId|userId|exp")): 64 hex digits'
     )
 
 
@@ -213,7 +264,9 @@ class SessionRequest(InputSchema):
     widget_key: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     visitor_id: VisitorId | None = Field(None, description="Kept by the widget in localStorage")
     identity: Identity | None = Field(
-        None, description="The host site's user: {userId, signature = hex HMAC-SHA256(secretKey, userId)}"
+        None,
+        description="The host site's user: {userId, exp, signature = hex HMAC-SHA256(secretKey, "
+        '"widgetId|userId|exp")}',
     )
 
 
@@ -226,6 +279,10 @@ class Quota(Schema):
 class SessionOut(Schema):
     token: str
     expires_at: datetime
+    expires_in: int = Field(
+        description="Seconds the token is valid from now, as the server counts: a page whose clock "
+        "disagrees with the server's still knows when to renew it"
+    )
     widget_id: UUID
     visitor_id: str
     appearance: Appearance

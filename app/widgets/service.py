@@ -1,11 +1,13 @@
 """Widgets: an end user's embeddable chat for a project they bought (or a builder's preview of
 their own project), its configuration and keys, and what its visitors may do.
 
-Whether a widget serves is decided when a visitor opens a session, from the other domains'
-services: a refunded purchase, a delisted listing or a deleted project stop new sessions; a
-held listing does not (what was bought keeps working). The widget reads those services as the
-people it acts for (its owner for purchases, the project's builder for the project and
-listing), with no permission beyond theirs.
+Whether a widget serves is decided from the other domains' services when a visitor opens a
+session, and for every chat message from the widget's cached runtime configuration, which the
+events of a refund, a listing's moderation or a project's deletion drop as they commit: a
+refunded purchase, a delisted listing or a deleted project stop new sessions and the messages of
+open ones; a held listing does not (what was bought keeps working). The widget reads those
+services as the people it acts for (its owner for purchases, the project's builder for the
+project and listing), with no permission beyond theirs.
 
 Quota: an owner's widgets of one project may answer ``widgetMessagesPerMonth`` (the owner's
 plan) visitor messages per calendar month (UTC) together, counted in ``widget_usage`` in the
@@ -13,6 +15,7 @@ transaction that stores each question; crossing 80 % and 100 % records
 ``widget.quota_warning`` / ``widget.quota_reached`` once a month per owner and project.
 """
 
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -21,10 +24,12 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession, async_session
+from sqlalchemy.orm import Session, UOWTransaction
 
 from app.auth.permissions import Perm
-from app.chat.service import Asker, ChatProject, PreparedTurn, chat_service
+from app.chat.service import Asker, ChatProject, CustomerUsage, PreparedTurn, chat_service
 from app.core.config import Settings
 from app.core.crypto import mask, secret_box
 from app.core.db import after_commit, commit, sessionmaker
@@ -35,7 +40,7 @@ from app.core.principal import Principal
 from app.core.runtime import Runtime, runtime
 from app.core.usage import UsageBeacon, publish_usage
 from app.marketplace.service import marketplace_service
-from app.models import ChatChannel, ListingStatus, Project, Widget, WidgetKind
+from app.models import ChatChannel, ListingStatus, OutboxEvent, Project, Widget, WidgetKind
 from app.projects.service import project_service
 from app.users.service import user_service
 from app.widgets.beacons import BeaconEvent, Rule, beacon_gate, parse_rules, stream_entries
@@ -56,17 +61,20 @@ from app.widgets.schemas import (
     WidgetOut,
 )
 from app.widgets.security import (
+    InvalidIdentity,
     InvalidOrigin,
     InvalidSession,
     SessionClaims,
-    identity_is_valid,
     issue_session_token,
     new_public_key,
     new_secret_key,
     normalise_origin,
     origin_allowed,
     read_session_token,
+    verify_identity,
 )
+
+logger = logging.getLogger("bazaar.widgets")
 
 QUOTA_LIMIT_KEY = "widgetMessagesPerMonth"
 WARNING_PERCENT = 80
@@ -77,6 +85,21 @@ _SORTABLE = {"createdAt": Widget.created_at, "name": Widget.name}
 # missed while a process was not listening (Redis reconnecting).
 RUNTIME_CONFIG_TTL_SECONDS = 30
 _MAX_REMEMBERED = 10_000
+# Events after which a widget of the project may serve where it did not, or the other way round
+# (``_forget_standing``). Refunds and moderation happen in other domains: their events, recorded
+# in the transaction of the change, are what the widgets domain hears of them.
+_STANDING_EVENTS = frozenset(
+    {
+        "purchase.completed",
+        "purchase.refunded",
+        "listing.published",
+        "listing.activated",
+        "listing.held",
+        "listing.delisted",
+        "project.deleted",
+    }
+)
+_STANDING_CHANGES = "widgets.standing_changed"  # Session.info: (transaction, project ids)
 _WIDGET_FLOOD = "This widget is sending too much usage data; retry later"
 _VISITOR_FLOOD = "Too many usage reports; retry later"
 
@@ -106,13 +129,36 @@ class WidgetOwnership:
 
 @dataclass(frozen=True)
 class WidgetRuntime:
-    """What the beacon route needs of a widget: served from the cache, not the database."""
+    """What the beacon route and each chat message need of a widget: served from the cache, not
+    the database."""
 
     widget_id: UUID
     allowed_origins: tuple[str, ...]
     beacons_per_minute_per_visitor: int
     # widget_id, project_id and end_user_id (the owner) as the usage stream spells them.
     ids: dict[str, str]
+    # Why it no longer serves (``Standing.reason``: refunded, delisted...); None while it does.
+    unavailable: str | None = None
+
+
+@dataclass(frozen=True)
+class MonthQuota:
+    """This month's quota counter of a widget's owner and project, read live from Postgres."""
+
+    month: date
+    limit: int | None  # None: the plan has no limit
+    used: int
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.limit is None else max(0, self.limit - self.used)
+
+    @property
+    def percent(self) -> float | None:
+        """Used share of the limit, one decimal (100 when a limit of 0 is reached)."""
+        if self.limit is None:
+            return None
+        return 100.0 if self.limit == 0 else round(self.used * 100 / self.limit, 1)
 
 
 def runtime_config_key(widget_id: UUID) -> str:
@@ -402,6 +448,38 @@ class WidgetService:
             project_id=widget.project_id, builder_id=widget.builder_id, end_user_id=widget.user_id
         )
 
+    async def live_quota(self, widget_id: UUID) -> MonthQuota | None:
+        """This month's quota counter of the widget's owner and project, for the analytics
+        domain: live from ``widget_usage``, not from the warehouse (None: no such widget)."""
+        async with sessionmaker()() as db:
+            widget = await widget_repository.get(db, widget_id)
+            if widget is None:
+                return None
+            month = this_month()
+            limit = await self.quota_limit(db, widget)
+            used = await usage_repository.used(db, widget.user_id, widget.project_id, month)
+        return MonthQuota(month=month, limit=limit, used=used)
+
+    async def customers(
+        self,
+        db: AsyncSession,
+        actor: Principal,
+        widget_id: UUID,
+        start: date,
+        end: date,
+        params: PageParams,
+    ) -> tuple[list[CustomerUsage], int]:
+        """Usage per verified customer from ``start`` to ``end`` (UTC days, inclusive), from the
+        stored messages of the widget's conversations: its owner or an administrator (404)."""
+        widget = await self.get_visible(db, actor, widget_id)
+        return await chat_service.widget_customers(
+            db,
+            widget.id,
+            datetime(start.year, start.month, start.day, tzinfo=UTC),
+            datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1),
+            params,
+        )
+
     # --- standing and quota -----------------------------------------------------------------
 
     async def standing(self, db: AsyncSession, widget: Widget) -> Standing:
@@ -559,7 +637,7 @@ class WidgetService:
             raise WidgetUnavailable(
                 "This chat is no longer available on this site", details={"reason": standing.reason}
             )
-        customer_id = self._verified_customer(rt.settings, widget, body)
+        customer_id = self._verified_customer(rt.settings, widget, body, now=int(time.time()))
         token, claims = issue_session_token(
             rt.jwt_secret,
             rt.settings.widget_session_ttl_seconds,
@@ -571,27 +649,54 @@ class WidgetService:
         return SessionOut(
             token=token,
             expires_at=datetime.fromtimestamp(claims.expires_at, UTC),
+            expires_in=rt.settings.widget_session_ttl_seconds,
             widget_id=widget.id,
             visitor_id=visitor_id,
             appearance=appearance_of(widget),
             quota=await self.quota(db, widget),
         )
 
-    def _verified_customer(self, settings: Settings, widget: Widget, body: SessionRequest) -> str | None:
-        """The host site's user id when its signature checks out; with identity verification
-        on, a missing or wrong signature is refused (off: an unsigned id is ignored)."""
+    def _verified_customer(
+        self, settings: Settings, widget: Widget, body: SessionRequest, *, now: int
+    ) -> str | None:
+        """The host site's user id when its signature checks out and has not expired. With
+        identity verification on, anything else is refused: 403 ``identity_invalid`` (missing,
+        wrong, or an expiry more than 24 hours ahead) or ``identity_expired``; off, the visitor
+        simply stays anonymous."""
         required = behaviour_of(widget).identity_verification
         identity = body.identity
-        if identity is not None and identity_is_valid(
-            self.secret_of(settings, widget), identity.user_id, identity.signature
-        ):
-            return identity.user_id
-        if required:
-            raise Forbidden(
-                "This widget needs a signed identity: {userId, signature = HMAC-SHA256(secretKey, userId)}",
-                code="identity_invalid",
+        if identity is None:
+            if required:
+                raise Forbidden(
+                    "This widget needs a signed identity: {userId, exp, signature = "
+                    'HMAC-SHA256(secretKey, "widgetId|userId|exp")}',
+                    code="identity_invalid",
+                )
+            return None
+        try:
+            verify_identity(
+                self.secret_of(settings, widget),
+                widget.id,
+                identity.user_id,
+                identity.exp,
+                identity.signature,
+                now=now,
             )
-        return None
+        except InvalidIdentity as exc:
+            if not required:
+                return None
+            if exc.code == "identity_expired":
+                raise Forbidden(
+                    "The identity signature has expired: sign it again with a later exp",
+                    code="identity_expired",
+                    details={"exp": identity.exp},
+                ) from None
+            raise Forbidden(
+                'The identity signature does not match HMAC-SHA256(secretKey, "widgetId|userId|exp"), '
+                "or its exp is more than 24 hours ahead",
+                code="identity_invalid",
+            ) from None
+        return identity.user_id
 
     @staticmethod
     def read_token(jwt_secret: str, token: str) -> SessionClaims:
@@ -647,6 +752,13 @@ class WidgetService:
             str(widget.id),
             message="This assistant is very busy right now; try again in a moment",
         )
+        # Checked at every message, not only when the session opened: a refund or a delisting
+        # stops open sessions at once (the cached configuration is dropped as it commits).
+        config = await self.runtime_config(rt, widget.id)
+        if config.unavailable is not None:
+            raise WidgetUnavailable(
+                "This chat is no longer available on this site", details={"reason": config.unavailable}
+            )
         project = await self._project(db, widget)
         if project is None:
             raise WidgetUnavailable("This chat is no longer available", details={"reason": "project_deleted"})
@@ -657,24 +769,30 @@ class WidgetService:
             ChatProject(
                 id=project.id, prompt=project.prompt, llm=project.llm, mcp_servers=project.mcp_servers
             ),
-            Asker(channel=ChatChannel.WIDGET, widget_id=widget.id, visitor_id=claims.visitor_id),
+            Asker(
+                channel=ChatChannel.WIDGET,
+                widget_id=widget.id,
+                visitor_id=claims.visitor_id,
+                customer_id=claims.customer_id,
+            ),
             text,
             conversation_id=conversation_id,
         )
 
     async def runtime_config(self, rt: Runtime, widget_id: UUID) -> WidgetRuntime:
-        """The widget's origins, beacon limit and ids (404 ``widget_not_found``): from the cache
-        (this process's memory, then Redis), the database on a miss. A configuration change
-        reaches every process when it commits; a missed one lasts at most
-        ``RUNTIME_CONFIG_TTL_SECONDS``."""
+        """The widget's origins, beacon limit, ids and standing (404 ``widget_not_found``): from
+        the cache (this process's memory, then Redis), the database on a miss. A configuration
+        change, and an event that may change the standing (``_STANDING_EVENTS``), reach every
+        process when they commit; a missed one lasts at most ``RUNTIME_CONFIG_TTL_SECONDS``."""
         key = runtime_config_key(widget_id)
         cached = await rt.cache.get(key)
         if cached:
             return self._decoded_runtime(cached)
         async with sessionmaker()() as db:
             widget = await widget_repository.get(db, widget_id)
-        if widget is None:
-            raise NotFound("Widget not found", code="widget_not_found")
+            if widget is None:
+                raise NotFound("Widget not found", code="widget_not_found")
+            standing = await self.standing(db, widget)
         behaviour = behaviour_of(widget)
         value = orjson.dumps(
             {
@@ -683,6 +801,7 @@ class WidgetService:
                 "ownerId": str(widget.user_id),
                 "allowedOrigins": behaviour.allowed_origins,
                 "beaconsPerMinutePerVisitor": behaviour.rate_limits.beacons_per_minute_per_visitor,
+                "unavailable": standing.reason,
             }
         )
         if cached is None:
@@ -705,6 +824,7 @@ class WidgetService:
                     "project_id": data["projectId"],
                     "end_user_id": data["ownerId"],
                 },
+                unavailable=data.get("unavailable"),
             )
             if len(self._runtimes) >= _MAX_REMEMBERED:
                 self._runtimes.clear()
@@ -818,3 +938,52 @@ def _unauthorized(code: str) -> AppError:
 
 
 widget_service = WidgetService()
+
+
+# --- standing changes made by other domains -----------------------------------------------------
+
+
+def _project_of(recorded: OutboxEvent) -> str | None:
+    """The project a standing event is about: ``projectId`` in purchase and listing payloads,
+    the subject of ``project.deleted``."""
+    project = recorded.payload.get("projectId") if recorded.type != "project.deleted" else recorded.subject_id
+    return project if isinstance(project, str) else None
+
+
+@event.listens_for(Session, "after_flush")
+def _note_standing_changes(session: Session, _flush: UOWTransaction) -> None:
+    """Refunds, moderation and project deletions belong to other domains; the events they record
+    in the transaction of the change are how this one hears of them. Once that transaction
+    commits, the cached runtime configuration of the project's widgets is dropped in every
+    process, so the next chat message of an open session reads the new standing."""
+    projects = {
+        project
+        for obj in session.new
+        if isinstance(obj, OutboxEvent) and obj.type in _STANDING_EVENTS
+        if (project := _project_of(obj)) is not None
+    }
+    db = async_session(session) if projects else None
+    if db is None:  # nothing to note, or a synchronous session: the cache's TTL bounds it
+        return
+    transaction = session.get_transaction()
+    noted = session.info.get(_STANDING_CHANGES)
+    if noted is not None and noted[0] is transaction:
+        noted[1].update(projects)
+        return
+    session.info[_STANDING_CHANGES] = (transaction, projects)
+
+    async def forget() -> None:
+        await _forget_standing(projects)
+
+    after_commit(db, forget)
+
+
+async def _forget_standing(project_ids: set[str]) -> None:
+    """Drop the cached runtime configuration of every widget of these projects. Never raises:
+    the change is committed already, and the cache's TTL bounds a missed invalidation."""
+    try:
+        async with sessionmaker()() as db:
+            widget_ids = await widget_repository.ids_of_projects(db, [UUID(p) for p in project_ids])
+        await runtime().cache.invalidate(*(runtime_config_key(widget_id) for widget_id in widget_ids))
+    except Exception:
+        logger.warning("cached standing of the widgets of %s not dropped", sorted(project_ids), exc_info=True)

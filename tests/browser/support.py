@@ -101,6 +101,7 @@ class Recorded:
     origin: str | None
     headers: dict[str, str]
     body: dict[str, Any]
+    at: float = field(default_factory=time.time)  # when the stub received it
 
 
 @dataclass
@@ -124,6 +125,7 @@ class StubRuntime:
     chunk_delay_seconds: float = 0.15
     token_ttl_seconds: float = 3600
     quota_exhausted: bool = False
+    sessions_unavailable: bool = False  # new sessions answer 503 (the API is down, say)
     sessions: list[Recorded] = field(default_factory=list)
     chats: list[Recorded] = field(default_factory=list)
     beacons: list[Recorded] = field(default_factory=list)
@@ -141,6 +143,15 @@ class StubRuntime:
 
     def kinds(self) -> list[str]:
         return [event["kind"] for event in self.beacon_events()]
+
+    def batches_with_an_expired_token(self) -> list[Recorded]:
+        """Beacon batches whose token had expired when they arrived (the real API refuses
+        them, and a beacon sent by sendBeacon is not retried: its events would be lost)."""
+        return [
+            batch
+            for batch in self.beacons
+            if self.tokens.get(batch.body.get("token", ""), {}).get("expires", 0) <= batch.at
+        ]
 
     # ---- HTTP ----------------------------------------------------------------------------------
 
@@ -187,17 +198,26 @@ class StubRuntime:
             return self._error(request, 403, "origin_not_allowed", message, readable=False)
         if key == GONE_KEY:
             return self._error(request, 410, "widget_unavailable", "This widget is no longer available")
+        if self.sessions_unavailable:
+            return self._error(request, 503, "service_unavailable", "Try again later")
         identity = body.get("identity")
         if identity and self.signatures.get(identity.get("userId")) != identity.get("signature"):
             return self._error(request, 403, "identity_invalid", "The identity signature does not match")
+        if identity and not identity.get("exp", 0) > time.time():
+            return self._error(request, 403, "identity_expired", "The identity signature has expired")
         visitor = body.get("visitorId") or "v_" + secrets.token_hex(8)
         token = "wst_" + secrets.token_urlsafe(16)
-        self.tokens[token] = {"visitorId": visitor, "userId": identity and identity["userId"]}
+        self.tokens[token] = {
+            "visitorId": visitor,
+            "userId": identity and identity["userId"],
+            "expires": time.time() + self.token_ttl_seconds,
+        }
         expires = datetime.now(UTC) + timedelta(seconds=self.token_ttl_seconds)
         used = 100 if self.quota_exhausted else 3
         answer = {
             "token": token,
             "expiresAt": expires.isoformat(),
+            "expiresIn": self.token_ttl_seconds,
             "widgetId": WIDGET_ID,
             "visitorId": visitor,
             "appearance": self.appearance,

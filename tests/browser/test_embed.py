@@ -1,6 +1,7 @@
 """``widget/embed.js`` in a real Chromium, against the stub runtime (tests/browser/support.py):
 what a visitor of an end user's website sees and does, and what the script sends."""
 
+import time
 from typing import Any
 
 import pytest
@@ -234,6 +235,51 @@ async def test_queued_beacons_leave_with_send_beacon_when_the_page_goes_away(
     assert [event["kind"] for event in batch.body["events"]] == ["impression", "open"]
 
 
+async def test_a_page_hidden_after_its_token_expired_renews_it_before_sending_beacons(
+    page: Page, site: str, runtime: StubRuntime
+) -> None:
+    runtime.token_ttl_seconds = 1
+    await open_page(page, site)
+    await expect(launcher(page)).to_be_visible()
+    await page.wait_for_timeout(1200)  # the tab sat idle: the token ran out
+    runtime.token_ttl_seconds = 3600
+
+    # A new event: the script renews the token at once, not at the next batch.
+    async with page.expect_response(lambda response: response.url.endswith("/widget/v1/session")) as renewal:
+        await launcher(page).click()
+    await (await renewal.value).finished()
+    await page.evaluate("() => new Promise((settled) => setTimeout(settled, 0))")  # the script read it
+    await page.goto("about:blank")
+
+    await eventually(lambda: {"impression", "open"} <= set(runtime.kinds()), message=f"got {runtime.kinds()}")
+    assert runtime.batches_with_an_expired_token() == []
+
+
+UNSENT = f"bazaar-widget:unsent:{LIVE_KEY}"
+
+
+async def test_beacons_a_hidden_page_cannot_send_validly_go_with_the_tabs_next_page_view(
+    page: Page, site: str, runtime: StubRuntime
+) -> None:
+    runtime.token_ttl_seconds = 1
+    await open_page(page, site)
+    await expect(launcher(page)).to_be_visible()
+    await page.wait_for_timeout(1200)  # the token ran out...
+    runtime.sessions_unavailable = True  # ...and cannot be renewed right now
+    await launcher(page).click()
+    await eventually(lambda: len(runtime.sessions) == 2, message="no renewal was attempted")
+    runtime.sessions_unavailable, runtime.token_ttl_seconds = False, 3600
+
+    await open_page(page, site, "hostile")  # the visitor goes on to another page of the site
+
+    await eventually(lambda: runtime.kinds().count("impression") == 2 and "open" in runtime.kinds())
+    assert runtime.batches_with_an_expired_token() == [], "an expired token loses the batch"
+    assert sorted(runtime.kinds()) == ["impression", "impression", "open"]
+    assert len({event["eventId"] for event in runtime.beacon_events()}) == 3
+    # Sent, so no longer kept for a next page view.
+    await page.wait_for_function(f"sessionStorage.getItem({UNSENT!r}) === null")
+
+
 REFUSED_UNREADABLE = "could not be reached or refused this page"
 
 
@@ -340,6 +386,7 @@ async def test_a_session_close_to_its_expiry_is_renewed_before_use(
     await launcher(page).click()
     await eventually(lambda: len(runtime.sessions) == 1)
     await page.wait_for_timeout(1200)  # let the one-second token run out
+    runtime.token_ttl_seconds = 3600  # the renewed one lasts
 
     await ask(page, "Still there?")
 
@@ -360,15 +407,24 @@ async def test_the_visitor_id_is_kept_across_visits(page: Page, site: str, runti
     assert second.body["visitorId"] == issued
 
 
+def in_an_hour() -> int:
+    return int(time.time()) + 3600
+
+
 async def test_a_signed_in_user_of_the_site_chats_under_their_identity(
     page: Page, site: str, runtime: StubRuntime
 ) -> None:
-    await open_page(page, site, user_id="alice", user_signature="sig-alice")
+    expires = in_an_hour()
+    await open_page(page, site, user_id="alice", user_exp=str(expires), user_signature="sig-alice")
     await expect(launcher(page)).to_be_visible()
-    assert runtime.sessions[0].body["identity"] == {"userId": "alice", "signature": "sig-alice"}
+    assert runtime.sessions[0].body["identity"] == {
+        "userId": "alice",
+        "exp": expires,
+        "signature": "sig-alice",
+    }
 
     # The site signs someone else in without reloading.
-    assert await page.evaluate("BazaarWidget.identify('bob', 'sig-bob')") is True
+    assert await page.evaluate(f"BazaarWidget.identify('bob', 'sig-bob', {expires})") is True
     await page.evaluate("BazaarWidget.open()")
     await ask(page, "Who am I?")
     await expect(page.locator(".msg.bot").last).to_have_text(ANSWER)
@@ -376,7 +432,7 @@ async def test_a_signed_in_user_of_the_site_chats_under_their_identity(
     assert runtime.tokens[token]["userId"] == "bob"
 
     # A forged signature is refused and the widget stays bob's.
-    assert await page.evaluate("BazaarWidget.identify('mallory', 'forged')") is False
+    assert await page.evaluate(f"BazaarWidget.identify('mallory', 'forged', {expires})") is False
     await page.evaluate("BazaarWidget.close()")
     await expect(panel(page)).to_be_hidden()
 
@@ -387,10 +443,47 @@ async def test_a_forged_identity_in_the_snippet_shows_no_launcher(
     warnings: list[str] = []
     page.on("console", lambda message: warnings.append(message.text) if message.type == "warning" else None)
 
-    await open_page(page, site, user_id="alice", user_signature="forged")
+    await open_page(page, site, user_id="alice", user_exp=str(in_an_hour()), user_signature="forged")
 
     await eventually(lambda: any("identity_invalid" in text for text in warnings), message=f"{warnings}")
     assert await page.evaluate("document.querySelectorAll('bazaar-chat-widget').length") == 0
+
+
+async def test_an_expired_identity_asks_the_site_for_a_fresh_signature(
+    page: Page, site: str, runtime: StubRuntime
+) -> None:
+    warnings: list[str] = []
+    page.on("console", lambda message: warnings.append(message.text) if message.type == "warning" else None)
+    # The site's own code: on the widget's event, its server signs again and it calls identify().
+    await page.add_init_script(
+        """window.__expired = [];
+        window.addEventListener('bazaar-widget:identity-expired', (event) => {
+            window.__expired.push(event.detail.userId);
+        });"""
+    )
+    signed_an_hour_ago = int(time.time()) - 3600
+
+    await open_page(page, site, user_id="alice", user_exp=str(signed_an_hour_ago), user_signature="sig-alice")
+
+    await eventually(lambda: any("identity_expired" in text for text in warnings), message=f"{warnings}")
+    assert await page.evaluate("window.__expired") == ["alice"]
+    await expect(launcher(page)).to_have_count(0)
+    assert await page.evaluate(f"BazaarWidget.identify('alice', 'sig-alice', {in_an_hour()})") is True
+    await expect(launcher(page)).to_be_visible()
+    assert runtime.sessions[-1].body["identity"]["exp"] > time.time()
+
+
+async def test_an_identity_without_its_expiry_stays_anonymous_and_says_why(
+    page: Page, site: str, runtime: StubRuntime
+) -> None:
+    warnings: list[str] = []
+    page.on("console", lambda message: warnings.append(message.text) if message.type == "warning" else None)
+
+    await open_page(page, site, user_id="alice", user_signature="sig-alice")
+
+    await expect(launcher(page)).to_be_visible()
+    assert "identity" not in runtime.sessions[0].body
+    assert any("exp" in text for text in warnings), warnings
 
 
 async def test_the_snippet_loads_the_script_from_the_widget_server_with_its_cache_headers(

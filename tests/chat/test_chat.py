@@ -239,6 +239,7 @@ async def test_every_answer_records_a_chat_message_event_with_usage_and_cost(
         "channel": "studio",
         "widgetId": None,
         "visitorId": None,
+        "customerId": None,
         "userId": str(owner.id),
         "provider": "fake",
         "model": key,

@@ -1,6 +1,7 @@
 """The widget journey's steps through the real API: a builder's listed project, an end user who
 bought it, a widget generated for it, a visitor's session on an allowed page."""
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from app.core.principal import Principal
 from app.marketplace.schemas import ListingStatusUpdate
 from app.marketplace.service import marketplace_service
 from app.models import Plan
+from app.widgets.security import identity_signature
 from tests.factories import Account, signed_in
 from tests.marketplace.steps import buy, publish, ready_project
 
@@ -78,6 +80,18 @@ async def open_session(
     return dict(response.json())
 
 
+def signed_identity(
+    widget: dict[str, Any], user_id: str, *, expires_in: int = 3600, secret: str | None = None
+) -> dict[str, Any]:
+    """What the host site's server signs for its signed-in ``user_id``: valid for
+    ``expires_in`` seconds from now (negative: expired), with the widget's secret key (or
+    ``secret``)."""
+    expires = int(time.time()) + expires_in
+    key = secret or widget["secretKey"]
+    signature = identity_signature(key, widget["id"], user_id, expires)
+    return {"userId": user_id, "exp": expires, "signature": signature}
+
+
 def visitor_headers(session: dict[str, Any], origin: str = SITE) -> dict[str, str]:
     return {"Authorization": f"Bearer {session['token']}", "Origin": origin}
 
@@ -102,13 +116,15 @@ async def moderate_as_platform(project_id: UUID, status: str) -> None:
 
 
 @asynccontextmanager
-async def widget_quota_of_every_plan(messages: int) -> AsyncIterator[None]:
-    """Arrange: every plan's ``widgetMessagesPerMonth`` is ``messages`` (plans are reference
-    data, kept between tests: restored afterwards)."""
+async def widget_quota_of_every_plan(messages: int | None) -> AsyncIterator[None]:
+    """Arrange: every plan's ``widgetMessagesPerMonth`` is ``messages`` (None: no such limit;
+    plans are reference data, kept between tests: restored afterwards)."""
     async with sessionmaker()() as db:
         before = {plan.code: dict(plan.limits) for plan in (await db.execute(select(Plan))).scalars()}
         for code, limits in before.items():
             changed = {**limits, "widgetMessagesPerMonth": messages}
+            if messages is None:
+                del changed["widgetMessagesPerMonth"]
             await db.execute(update(Plan).where(Plan.code == code).values(limits=changed))
         await db.commit()
     try:

@@ -4,7 +4,7 @@ widget's secret after it changed, flood sessions or messages, or multiply the mo
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from app.core.db import sessionmaker
 from app.models import ChatMessage, Widget
-from app.widgets.security import identity_is_valid, identity_signature
+from app.widgets.security import InvalidIdentity, identity_signature, verify_identity
 from tests.conftest import http_client
 from tests.factories import events_of, signed_in
 from tests.marketplace.steps import buy, moderate, publish, ready_project
@@ -22,6 +22,7 @@ from tests.widgets.steps import (
     bought_project,
     generate,
     open_session,
+    signed_identity,
     visitor_headers,
     widget_quota_of_every_plan,
 )
@@ -73,7 +74,7 @@ async def test_a_malformed_identity_signature_is_a_422_not_a_crash(
     )
 
     refused = await open_session(
-        client, widget, identity={"userId": "customer-1", "signature": signature}, expect=422
+        client, widget, identity={**signed_identity(widget, "customer-1"), "signature": signature}, expect=422
     )
 
     assert refused["error"]["code"] == "validation_error"
@@ -81,9 +82,13 @@ async def test_a_malformed_identity_signature_is_a_422_not_a_crash(
 
 
 def test_comparing_a_signature_that_is_not_ascii_says_invalid() -> None:
-    assert not identity_is_valid("sk_secret", "customer-1", "é" * 64)
-    assert not identity_is_valid("sk_secret", "customer-1", "\ud800" * 64)
-    assert identity_is_valid("sk_secret", "customer-1", identity_signature("sk_secret", "customer-1").upper())
+    widget_id, exp, now = uuid4(), 2_000_000_000, 1_999_999_000
+    for signature in ("é" * 64, "\ud800" * 64):
+        with pytest.raises(InvalidIdentity) as refused:
+            verify_identity("sk_secret", widget_id, "customer-1", exp, signature, now=now)
+        assert refused.value.code == "identity_invalid"
+    good = identity_signature("sk_secret", widget_id, "customer-1", exp)
+    verify_identity("sk_secret", widget_id, "customer-1", exp, good.upper(), now=now)
 
 
 # --- the secret key on a retried generate -------------------------------------------------------

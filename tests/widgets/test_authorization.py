@@ -57,6 +57,7 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "PUT /api/widgets/{widget}/config":                               (401,  200,   404,   404,     403),
     "POST /api/widgets/{widget}/rotate-secret":                       (401,  200,   404,   404,     403),
     "GET /api/widgets/{widget}/analytics":                            (401,  200,   404,   200,     200),
+    "GET /api/widgets/{widget}/customers":                            (401,  200,   404,   404,     200),
     "POST /widget/v1/session":                                        (201,  201,   201,   201,     201),
     "POST /widget/v1/session (another site)":                         (403,  403,   403,   403,     403),
     "POST /widget/v1/chat (session)":                                 (200,  200,   200,   200,     200),
@@ -85,6 +86,7 @@ CODES: dict[str, dict[str, str]] = {
     "PUT /api/widgets/{widget}/config": {**NOT_MINE, "super_admin": "not_owner"},
     "POST /api/widgets/{widget}/rotate-secret": {**NOT_MINE, "super_admin": "not_owner"},
     "GET /api/widgets/{widget}/analytics": {"other_end_user": "widget_not_found"},
+    "GET /api/widgets/{widget}/customers": NOT_MINE,
     "POST /widget/v1/session (another site)": dict.fromkeys(PERSONAS, "origin_not_allowed"),
     "POST /widget/v1/chat (session, another site)": dict.fromkeys(PERSONAS, "origin_not_allowed"),
     "POST /widget/v1/chat (user token)": {
@@ -276,6 +278,9 @@ def _check_management_answer(response: httpx.Response, endpoint: str, world: Wor
     elif endpoint == "POST /api/widgets/{widget}/rotate-secret":
         assert returned["id"] == world.widget["id"]
         assert returned["secretKey"] != world.widget["secretKey"]
+    elif endpoint == "GET /api/widgets/{widget}/customers":
+        assert returned["widgetId"] == world.widget["id"]
+        assert (returned["items"], returned["pagination"]["total"]) == ([], 0), "no customer chatted"
     elif "items" in returned:
         asked = response.url.path.rsplit("/", 1)[-1]
         assert all(item["userId"] == asked for item in returned["items"])

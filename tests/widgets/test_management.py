@@ -4,10 +4,9 @@ import httpx
 
 from app.core.crypto import secret_box
 from app.core.runtime import runtime
-from app.widgets.security import identity_signature
 from tests.factories import events_of, signed_in
 from tests.marketplace.steps import ready_project
-from tests.widgets.steps import SITE, bought_project, generate, open_session
+from tests.widgets.steps import SITE, bought_project, generate, open_session, signed_identity
 
 
 async def test_an_end_user_who_bought_a_project_generates_its_widget(client: httpx.AsyncClient) -> None:
@@ -214,7 +213,7 @@ async def test_rotating_the_secret_changes_which_signatures_verify(client: httpx
 
     assert rotated.status_code == 200
     assert new != old
-    identity = {"userId": "c-1", "signature": identity_signature(old, "c-1")}
-    await open_session(client, widget, identity=identity, expect=403)
-    identity = {"userId": "c-1", "signature": identity_signature(new, "c-1")}
-    await open_session(client, widget, identity=identity)
+    with_old_secret = signed_identity(widget, "c-1", secret=old)
+    refused = await open_session(client, widget, identity=with_old_secret, expect=403)
+    await open_session(client, widget, identity=signed_identity(widget, "c-1", secret=new))
+    assert refused["error"]["code"] == "identity_invalid"

@@ -11,11 +11,11 @@ from sqlalchemy import select
 from app.core.db import sessionmaker
 from app.core.runtime import runtime
 from app.models import ChatMessage, ProjectChat
-from app.widgets.security import identity_signature, issue_session_token
+from app.widgets.security import issue_session_token, read_session_token
 from tests.factories import events_of, signed_in
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.llm.helpers import configure_model, fake_llm, fake_llm_server, stream_chat
-from tests.marketplace.steps import ready_project
+from tests.marketplace.steps import moderate, ready_project
 from tests.widgets.steps import (
     SITE,
     Shop,
@@ -23,6 +23,7 @@ from tests.widgets.steps import (
     generate,
     moderate_as_platform,
     open_session,
+    signed_identity,
     visitor_headers,
     widget_quota_of_every_plan,
 )
@@ -144,37 +145,51 @@ async def test_the_dashboards_cors_list_does_not_stand_in_front_of_the_widget_ru
     assert "access-control-allow-origin" not in dashboard.headers
 
 
-async def test_identity_verification_on_requires_a_valid_signature(client: httpx.AsyncClient) -> None:
+async def test_identity_verification_on_requires_a_valid_unexpired_signature(
+    client: httpx.AsyncClient,
+) -> None:
     shop = await bought_project(client)
     widget = await generate(client, shop.buyer, shop.project, behaviour={"identityVerification": True})
-    good = {"userId": "customer-42", "signature": identity_signature(widget["secretKey"], "customer-42")}
+    good = signed_identity(widget, "customer-42")
 
     missing = await open_session(client, widget, expect=403)
     forged = await open_session(client, widget, identity={**good, "userId": "customer-43"}, expect=403)
+    stretched = await open_session(client, widget, identity={**good, "exp": good["exp"] + 3600}, expect=403)
+    expired = await open_session(
+        client, widget, identity=signed_identity(widget, "customer-42", expires_in=-1), expect=403
+    )
+    too_far = await open_session(
+        client, widget, identity=signed_identity(widget, "customer-42", expires_in=25 * 3600), expect=403
+    )
+    unsigned_expiry = {"userId": "customer-42", "signature": good["signature"]}
+    no_exp = await open_session(client, widget, identity=unsigned_expiry, expect=422)
     session = await open_session(client, widget, identity=good)
 
-    assert missing["error"]["code"] == forged["error"]["code"] == "identity_invalid"
-    assert session["token"]
+    assert {missing["error"]["code"], forged["error"]["code"], stretched["error"]["code"]} == {
+        "identity_invalid"
+    }
+    assert too_far["error"]["code"] == "identity_invalid"
+    assert "exp" in str(no_exp["error"]["details"])
+    assert read_session_token(runtime().jwt_secret, session["token"]).customer_id == "customer-42"
+    assert expired["error"]["code"] == "identity_expired"
+    assert expired.get("token") is None
 
 
-async def test_identity_verification_off_ignores_unsigned_ids(
+async def test_identity_verification_off_ignores_unsigned_and_expired_ids(
     client: httpx.AsyncClient, fake_llm: FakeLLM
 ) -> None:
     shop = await bought_project(client, llm=await fake_model(fake_llm))
     widget = await generate(client, shop.buyer, shop.project)
-    fake_llm.script(Reply(text="Hello"), Reply(text="Hello again"))
 
-    anonymous = await open_session(client, widget, identity={"userId": "customer-1", "signature": "0" * 64})
-    signed = await open_session(
-        client,
-        widget,
-        identity={"userId": "customer-1", "signature": identity_signature(widget["secretKey"], "customer-1")},
+    forged = await open_session(client, widget, identity={**signed_identity(widget, "customer-1"), "exp": 1})
+    expired = await open_session(
+        client, widget, identity=signed_identity(widget, "customer-1", expires_in=-5)
     )
-
-    from app.widgets.security import read_session_token
+    signed = await open_session(client, widget, identity=signed_identity(widget, "customer-1"))
 
     secret = runtime().jwt_secret
-    assert read_session_token(secret, anonymous["token"]).customer_id is None
+    assert read_session_token(secret, forged["token"]).customer_id is None
+    assert read_session_token(secret, expired["token"]).customer_id is None
     assert read_session_token(secret, signed["token"]).customer_id == "customer-1"
 
 
@@ -344,6 +359,53 @@ async def test_a_refund_stops_new_sessions(client: httpx.AsyncClient) -> None:
     assert gone["error"]["details"]["reason"] == "purchase_refunded"
     read = await client.get(f"/api/widgets/{widget['id']}", headers=shop.buyer.headers)
     assert (read.json()["status"], read.json()["statusReason"]) == ("unavailable", "purchase_refunded")
+
+
+async def test_a_refund_stops_an_open_session_at_its_next_message(client: httpx.AsyncClient) -> None:
+    shop = await bought_project(client)
+    widget = await generate(client, shop.buyer, shop.project)
+    session = await open_session(client, widget)
+    before = await client.post("/widget/v1/chat", json={"message": "Hi"}, headers=visitor_headers(session))
+
+    await _refund(client, shop)
+    after = await client.post(
+        "/widget/v1/chat", json={"message": "Still there?"}, headers=visitor_headers(session)
+    )
+
+    assert before.status_code == 200, before.text
+    error = after.json()["error"]
+    assert (after.status_code, error["code"], error["details"]["reason"]) == (
+        410,
+        "widget_unavailable",
+        "purchase_refunded",
+    )
+    assert after.headers["access-control-allow-origin"] == SITE, "the script can read why"
+    async with sessionmaker()() as db:
+        questions = (await db.execute(select(ChatMessage).where(ChatMessage.role == "user"))).scalars().all()
+    assert [question.content for question in questions] == ["Hi"]
+    renewal = await open_session(client, widget, visitorId=session["visitorId"], expect=410)
+    assert renewal["error"]["details"]["reason"] == "purchase_refunded"
+
+
+async def test_moderation_reaches_open_sessions_at_their_next_message(client: httpx.AsyncClient) -> None:
+    shop = await bought_project(client)
+    widget = await generate(client, shop.buyer, shop.project)
+    session = await open_session(client, widget)
+    admin = await signed_in(client, "super_admin")
+
+    async def ask() -> httpx.Response:
+        return await client.post("/widget/v1/chat", json={"message": "Hi"}, headers=visitor_headers(session))
+
+    serving = await ask()
+    await moderate(client, admin, shop.project, "held")
+    held = await ask()
+    await moderate(client, admin, shop.project, "active")
+    active = await ask()
+    await moderate(client, admin, shop.project, "delisted")
+    delisted = await ask()
+
+    assert [r.status_code for r in (serving, held, active, delisted)] == [200, 200, 200, 410]
+    assert delisted.json()["error"]["details"]["reason"] == "listing_delisted"
 
 
 async def test_a_delisting_stops_new_sessions_but_a_hold_does_not(client: httpx.AsyncClient) -> None:

@@ -1,19 +1,23 @@
 """Origins, identity signatures and session tokens, without the API."""
 
+import hashlib
+import hmac
 import time
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
 from app.widgets.security import (
+    IDENTITY_MAX_AHEAD_SECONDS,
+    InvalidIdentity,
     InvalidOrigin,
     InvalidSession,
-    identity_is_valid,
     identity_signature,
     issue_session_token,
     normalise_origin,
     origin_allowed,
     read_session_token,
+    verify_identity,
 )
 
 
@@ -72,12 +76,104 @@ def test_a_wildcard_covers_subdomains_with_the_same_scheme_and_port_only() -> No
     assert not origin_allowed("http://localhost:3001", allowed)
 
 
-def test_an_identity_signature_is_the_hex_hmac_of_the_user_id() -> None:
-    signature = identity_signature("sk_secret", "customer-42")
-    assert len(signature) == 64
-    assert identity_is_valid("sk_secret", "customer-42", signature.upper())
-    assert not identity_is_valid("sk_secret", "customer-43", signature)
-    assert not identity_is_valid("sk_other", "customer-42", signature)
+@pytest.mark.parametrize(
+    "public_suffix",
+    [
+        "https://*.com",
+        "https://*.dev",
+        "https://*.co.uk",
+        "https://*.com.au",
+        "https://*.ne.jp",
+        "https://*.github.io",
+        "https://*.GitHub.io",
+        "https://*.herokuapp.com",
+        "https://*.vercel.app",
+        "https://*.s3.amazonaws.com",
+        "http://*.co.uk:8080",
+    ],
+)
+def test_a_wildcard_over_a_public_suffix_is_refused(public_suffix: str) -> None:
+    """Anyone can have a site under these: the wildcard would let strangers embed the widget."""
+    with pytest.raises(InvalidOrigin) as refused:
+        normalise_origin(public_suffix, allow_wildcard=True)
+    assert "public suffix" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "own_domain",
+    [
+        "https://*.example.com",
+        "https://*.example.co.uk",
+        "https://*.alice.github.io",
+        "https://*.shop.com.au",
+    ],
+)
+def test_a_wildcard_over_a_domain_of_ones_own_is_accepted(own_domain: str) -> None:
+    assert normalise_origin(own_domain, allow_wildcard=True) == own_domain
+
+
+WIDGET = uuid4()
+NOW = 1_800_000_000
+
+
+def test_an_identity_signature_is_the_hex_hmac_of_widget_user_and_expiry() -> None:
+    expires = NOW + 600
+    signature = identity_signature("sk_secret", WIDGET, "customer-42", expires)
+
+    message = f"{WIDGET}|customer-42|{expires}".encode()
+    assert signature == hmac.new(b"sk_secret", message, hashlib.sha256).hexdigest()
+    verify_identity("sk_secret", WIDGET, "customer-42", expires, signature.upper(), now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("secret", "widget", "user", "expires"),
+    [
+        ("sk_other", WIDGET, "customer-42", NOW + 600),  # another secret (rotated, say)
+        ("sk_secret", uuid4(), "customer-42", NOW + 600),  # another widget of the same owner
+        ("sk_secret", WIDGET, "customer-43", NOW + 600),  # another user
+        ("sk_secret", WIDGET, "customer-42", NOW + 6000),  # a later expiry than signed
+    ],
+)
+def test_an_identity_signature_verifies_nothing_but_what_it_signed(
+    secret: str, widget: UUID, user: str, expires: int
+) -> None:
+    signature = identity_signature("sk_secret", WIDGET, "customer-42", NOW + 600)
+
+    with pytest.raises(InvalidIdentity) as refused:
+        verify_identity(secret, widget, user, expires, signature, now=NOW)
+
+    assert refused.value.code == "identity_invalid"
+
+
+@pytest.mark.parametrize(
+    ("expires", "outcome"),
+    [
+        (NOW - 3600, "identity_expired"),
+        (NOW, "identity_expired"),
+        (NOW + 1, None),
+        (NOW + IDENTITY_MAX_AHEAD_SECONDS, None),
+        (NOW + IDENTITY_MAX_AHEAD_SECONDS + 1, "identity_invalid"),  # a near-permanent credential
+        (NOW + 365 * 24 * 3600, "identity_invalid"),
+    ],
+)
+def test_an_identity_expires_and_may_not_be_signed_for_more_than_a_day(
+    expires: int, outcome: str | None
+) -> None:
+    signature = identity_signature("sk_secret", WIDGET, "customer-42", expires)
+
+    if outcome is None:
+        verify_identity("sk_secret", WIDGET, "customer-42", expires, signature, now=NOW)
+        return
+    with pytest.raises(InvalidIdentity) as refused:
+        verify_identity("sk_secret", WIDGET, "customer-42", expires, signature, now=NOW)
+    assert refused.value.code == outcome
+
+
+def test_a_forged_signature_is_invalid_not_expired() -> None:
+    """Only a genuine signature is told that it expired."""
+    with pytest.raises(InvalidIdentity) as refused:
+        verify_identity("sk_secret", WIDGET, "customer-42", NOW - 60, "0" * 64, now=NOW)
+    assert refused.value.code == "identity_invalid"
 
 
 def test_a_session_token_round_trips_and_refuses_tampering_expiry_and_other_keys() -> None:
