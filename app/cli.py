@@ -63,7 +63,17 @@ def db_upgrade(revision: str = "head") -> None:
     from app.core.migrate import upgrade_database
 
     upgrade_database(_require_database_url(), revision)
+    if revision == "head":
+        _seed_notification_templates()
     typer.echo(f"database upgraded to {revision}")
+
+
+def _seed_notification_templates() -> None:
+    """The shipped notification templates as data, once the schema is migrated: missing ones are
+    added, unedited ones follow their changed file, an administrator's edit is kept."""
+    from app.notifications.templates import seed_templates
+
+    _in_transaction(seed_templates)
 
 
 @ledger_cli.command("check")
@@ -185,6 +195,7 @@ def dev() -> None:
         get_settings.cache_clear()
     typer.echo("applying migrations ...")
     upgrade_database(database_url)
+    _seed_notification_templates()
     if settings.seed_demo_on_empty:
         subprocess.run([sys.executable, "-m", "app", "seed-demo", "--if-empty"], env=env, check=True)
 

@@ -23,6 +23,9 @@ from app.llm.http import close_http_client
 from app.llm.router import router as llm_router
 from app.marketplace.router import router as marketplace_router
 from app.mcp.router import router as mcp_router
+from app.notifications.realtime import broker as realtime_broker
+from app.notifications.router import router as notifications_router
+from app.notifications.stream import router as notification_stream_router
 from app.payments.providers import reset_providers
 from app.payments.router import router as payments_router
 from app.projects.router import router as projects_router
@@ -51,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         init_engine(settings)
         await start_runtime(settings)
+        await realtime_broker.start(settings, serves_streams=True)
         reset_providers()  # providers are built from these settings on first use
         if settings.environment != "test":  # a test process starts hundreds of apps
             # The cyclic collector, tuned for a server (bench/README.md, "Widget beacons"). What
@@ -65,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await realtime_broker.close()  # ends the open notification streams
             # Answers whose clients are gone still run: store them before the engine goes.
             await chat_service.drain(timeout=min(30.0, settings.llm_call_deadline_seconds))
             await close_http_client()
@@ -93,6 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mcp_router,
         widgets_router,
         widget_assets_router,
+        # Before the notifications' API: /stream is not a notification id.
+        notification_stream_router,
+        notifications_router,
     ):
         app.include_router(router)
     if settings.cors_origins:

@@ -163,6 +163,7 @@ OWN_MATRIX = (
     "/api/llm",
     "/api/widgets",
     "/widget/",
+    "/api/notifications",
 )
 
 

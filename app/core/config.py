@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -136,7 +136,11 @@ class Settings(BaseSettings):
         "being pending this long.",
     )
     warehouse_refresh_seconds: int = Field(
-        60, ge=5, description="How often Dagster's sensor looks for new landing files to build and publish."
+        30,
+        ge=5,
+        description="Shortest time between two warehouse refreshes. Dagster's sensor looks for new "
+        "landing files every 5 s and requests a refresh when one is due and no warehouse run is "
+        "queued or running.",
     )
     warehouse_keep_versions: int = Field(
         3, ge=2, description="Published versions kept under `warehouse/serve/` (older ones are deleted)."
@@ -266,8 +270,66 @@ class Settings(BaseSettings):
         description="Widget chat messages one widget may take, all visitors together: caps how fast "
         "its quota and LLM spend can go (`limits` syntax).",
     )
+    email_backend: Literal["log", "smtp"] | None = Field(
+        None,
+        description="How the worker sends email: `smtp` (to `SMTP_HOST`) or `log` (appended to "
+        "`notifications/mail.log` under `VAR_DIR`, nothing leaves the machine). Unset: `smtp` when "
+        "`SMTP_HOST` is set, else `log`.",
+    )
+    smtp_host: str | None = Field(None, description="SMTP server that relays the platform's email.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="Port of the SMTP server.")
+    smtp_username: str | None = Field(None, description="SMTP login (unset: no authentication).")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    smtp_starttls: bool = Field(
+        True,
+        description="Require STARTTLS on a plain connection (port 587); a server that does not offer "
+        "it fails the send. Ignored with `SMTP_TLS`.",
+    )
+    smtp_tls: bool = Field(False, description="Connect with TLS from the start (port 465).")
+    smtp_timeout_seconds: float = Field(
+        30.0, gt=0, description="Longest the SMTP server may take to connect or answer one command."
+    )
+    mail_from: str = Field(
+        "Bazaar <no-reply@bazaar.local>", description="`From` of every email the platform sends."
+    )
+    email_max_attempts: int = Field(
+        6,
+        ge=1,
+        le=50,
+        description="Tries of one email before it is given up as `dead` (an administrator can retry it).",
+    )
+    email_retry_base_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="Wait before the second try of an email; doubled for each further try (with "
+        "jitter, at most an hour).",
+    )
     worker_concurrency: int = Field(
         4, ge=1, le=64, description="Jobs one `bazaar worker` process runs at the same time."
+    )
+    notify_batch_size: int = Field(
+        200,
+        ge=1,
+        description="Most outbox events the worker's notification dispatcher turns into notifications "
+        "in one transaction.",
+    )
+    notify_poll_seconds: float = Field(
+        1.0, gt=0, description="Longest a domain event waits before the dispatcher notifies anyone of it."
+    )
+    broadcast_batch_size: int = Field(
+        1000, ge=1, description="Users one transaction of an admin's broadcast delivers to."
+    )
+    notification_stream_heartbeat_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="An idle notification stream sends a comment this often (keeps proxies from "
+        "closing it) and checks that its session is still valid.",
+    )
+    notification_stream_buffer: int = Field(
+        256,
+        ge=1,
+        description="Notifications one stream may have waiting for a slow client; past it the stream "
+        "ends (the client resumes with `Last-Event-ID`).",
     )
     seed_demo_on_empty: bool = Field(
         True, description="`bazaar dev` loads demo data when the database has no users."
@@ -284,6 +346,20 @@ class Settings(BaseSettings):
             path.write_text(secrets.token_urlsafe(48))
             path.chmod(0o600)
         return path.read_text().strip()
+
+    @model_validator(mode="after")
+    def _smtp_needs_a_host(self) -> "Settings":
+        if self.email_backend == "smtp" and not self.smtp_host:
+            raise ValueError("EMAIL_BACKEND=smtp needs SMTP_HOST")
+        return self
+
+    def mail_backend(self) -> Literal["log", "smtp"]:
+        if self.email_backend is not None:
+            return self.email_backend
+        return "smtp" if self.smtp_host else "log"
+
+    def mail_log_path(self) -> Path:
+        return self.var_dir / "notifications" / "mail.log"
 
     def local_files_dir(self) -> Path:
         return self.files_dir if self.files_dir is not None else self.var_dir / "files"

@@ -9,29 +9,69 @@ connection, records ``notification.sent`` and announces the new notifications to
 stream once the transaction commits. Nothing is sent before the commit.
 """
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import select, tuple_
-from sqlalchemy.dialects.postgresql import insert
+import orjson
+from jinja2 import TemplateError
+from sqlalchemy import Table, TextClause, select, text, tuple_
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.permissions import Perm
+from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.events import record_event
 from app.core.ids import uuid7
+from app.core.pagination import PageParams, apply_sort, paginate
+from app.core.principal import Principal
 from app.models import (
     EmailDelivery,
     EmailStatus,
     Notification,
     NotificationCategory,
     NotificationPreference,
+    NotificationTemplate,
     User,
     UserStatus,
 )
 from app.notifications import realtime
-from app.notifications.schemas import notification_json
-from app.notifications.templates import render, templates_by_type
+from app.notifications.repository import (
+    idempotency_repository,
+    notification_repository,
+    preference_repository,
+    template_repository,
+)
+from app.notifications.schemas import (
+    ChannelsOut,
+    NotificationOut,
+    NotificationSend,
+    Preferences,
+    PreferencesUpdate,
+    RenderedOut,
+    SendResult,
+    TemplateOut,
+    TemplatePreview,
+    TemplateUpdate,
+    notification_json,
+)
+from app.notifications.templates import (
+    Rendered,
+    TemplateInvalid,
+    TemplateSpec,
+    check_template,
+    file_templates,
+    render,
+    spec_of,
+    templates_by_type,
+)
+from app.users.service import user_service
 from app.worker.queue import queue
 
 SEND_EMAIL_TASK = "notifications.send_email"
@@ -94,15 +134,69 @@ async def channels_for(db: AsyncSession, pairs: set[tuple[UUID, str]]) -> dict[t
     return {pair: found.get(pair, DEFAULT_CHANNELS[pair[1]]) for pair in pairs}
 
 
+def _render_once(
+    renders: dict[tuple[str, bytes], Rendered], spec: TemplateSpec, variables: Mapping[str, Any]
+) -> Rendered:
+    try:
+        key = (spec.type, orjson.dumps(variables, option=orjson.OPT_SORT_KEYS))
+    except TypeError:  # not JSON: rendered every time
+        return render(spec, variables)
+    if key not in renders:
+        renders[key] = render(spec, variables)
+    return renders[key]
+
+
+_NOTIFICATIONS = cast(Table, Notification.__table__)
+_EMAILS = cast(Table, EmailDelivery.__table__)
+
+
+@cache
+def _sql_types(table: Table) -> dict[str, str]:
+    """Each column's SQL type without a length: an explicit cast to ``varchar(n)`` would cut a
+    longer value where the INSERT must refuse it."""
+    dialect = PGDialect()  # type: ignore[no-untyped-call]
+    return {
+        column.name: re.sub(r"\(\d+\)", "", column.type.compile(dialect=dialect)) for column in table.columns
+    }
+
+
+def _insert_new(table: Table, rows: list[dict[str, Any]], *, returning: str = "*") -> TextClause:
+    """``INSERT .. SELECT FROM unnest(<one array per column>) ON CONFLICT DO NOTHING RETURNING``:
+    one short statement whatever the number of rows. A VALUES list of a broadcast batch's 1,000
+    rows cost more to build and to parse (SQLAlchemy, psycopg) than Postgres took to insert it."""
+    sql_types = _sql_types(table)
+    names = list(rows[0])
+    arrays = ", ".join(f"CAST(:{name} AS {sql_types[name]}[])" for name in names)
+    columns = ", ".join(f'"{name}"' for name in names)
+    return text(
+        f"INSERT INTO {table.name} ({columns}) SELECT * FROM unnest({arrays}) "
+        f"ON CONFLICT DO NOTHING RETURNING {returning}"
+    )
+
+
+def _arrays(table: Table, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """``rows`` as one list per column, JSON columns as JSON text."""
+    arrays: dict[str, list[Any]] = {}
+    for name in rows[0]:
+        values = [row[name] for row in rows]
+        if isinstance(table.c[name].type, JSONB):
+            values = [orjson.dumps(value).decode() for value in values]
+        arrays[name] = values
+    return arrays
+
+
 async def deliver(db: AsyncSession, drafts: Sequence[Draft], *, actor_id: UUID | None = None) -> Delivered:
     if not drafts:
         return Delivered([], 0)
     templates = await templates_by_type(db, {draft.type for draft in drafts})
     user_ids = {draft.user_id for draft in drafts}
+    # Only what a draft needs (a broadcast batch would otherwise load 1,000 ORM users).
     recipients = {
         user.id: user
         for user in (
-            await db.scalars(select(User).where(User.id.in_(user_ids), User.status != UserStatus.DELETED))
+            await db.execute(
+                select(User.id, User.email).where(User.id.in_(user_ids), User.status != UserStatus.DELETED)
+            )
         ).all()
     }
     wanted = await channels_for(
@@ -111,13 +205,16 @@ async def deliver(db: AsyncSession, drafts: Sequence[Draft], *, actor_id: UUID |
 
     notification_rows: list[dict[str, Any]] = []
     email_rows: list[dict[str, Any]] = []
+    # A broadcast batch renders the same text for everyone: each (template, variables) once.
+    renders: dict[tuple[str, bytes], Rendered] = {}
+    now = datetime.now(UTC)
     for draft in drafts:
         user = recipients.get(draft.user_id)
         if user is None:
             continue  # deleted (or never existed): nobody to tell
         spec = templates[draft.type]
         channels = wanted[(user.id, spec.category)]
-        rendered = render(spec, draft.variables)
+        rendered = _render_once(renders, spec, draft.variables)
         notification_id = uuid7()
         keys = {"source_event_id": draft.source_event_id, "broadcast_id": draft.broadcast_id}
         if channels.in_app:
@@ -130,6 +227,7 @@ async def deliver(db: AsyncSession, drafts: Sequence[Draft], *, actor_id: UUID |
                     "title": rendered.title,
                     "message": rendered.message,
                     "data": draft.data,
+                    "created_at": now,
                     **keys,
                 }
             )
@@ -147,6 +245,8 @@ async def deliver(db: AsyncSession, drafts: Sequence[Draft], *, actor_id: UUID |
                     "html_body": rendered.html,
                     "message_id": f"<{email_id}@{MAIL_DOMAIN}>",
                     "status": EmailStatus.PENDING,
+                    "attempts": 0,
+                    "created_at": now,
                     **keys,
                 }
             )
@@ -156,10 +256,8 @@ async def deliver(db: AsyncSession, drafts: Sequence[Draft], *, actor_id: UUID |
         created = list(
             (
                 await db.scalars(
-                    insert(Notification)
-                    .values(notification_rows)
-                    .on_conflict_do_nothing()
-                    .returning(Notification),
+                    select(Notification).from_statement(_insert_new(_NOTIFICATIONS, notification_rows)),
+                    _arrays(_NOTIFICATIONS, notification_rows),
                     execution_options={"populate_existing": True},
                 )
             ).all()
@@ -175,20 +273,20 @@ async def deliver(db: AsyncSession, drafts: Sequence[Draft], *, actor_id: UUID |
     if email_rows:
         email_ids = list(
             (
-                await db.scalars(
-                    insert(EmailDelivery)
-                    .values(email_rows)
-                    .on_conflict_do_nothing()
-                    .returning(EmailDelivery.id)
+                await db.execute(
+                    _insert_new(_EMAILS, email_rows, returning="id"),
+                    _arrays(_EMAILS, email_rows),
                 )
-            ).all()
+            ).scalars()
         )
-        connection = await (await db.connection()).get_raw_connection()
-        task = queue.configure_task(SEND_EMAIL_TASK, connection=connection.driver_connection)
-        for email_id in email_ids:
-            await task.defer_async(delivery_id=str(email_id))
+        if email_ids:
+            connection = await (await db.connection()).get_raw_connection()
+            task = queue.configure_task(SEND_EMAIL_TASK, connection=connection.driver_connection)
+            jobs: list[dict[str, Any]] = [{"delivery_id": str(email_id)} for email_id in email_ids]
+            await task.batch_defer_async(*jobs)
 
-    emailed = {row["user_id"] for row in email_rows if row["id"] in set(email_ids)}
+    new_email_ids = set(email_ids)
+    emailed = {row["user_id"] for row in email_rows if row["id"] in new_email_ids}
     for notification in created:
         await record_event(
             db,
@@ -208,3 +306,284 @@ async def deliver(db: AsyncSession, drafts: Sequence[Draft], *, actor_id: UUID |
     if created:
         await realtime.announce(db, [notification_json(n) for n in created])
     return Delivered(created, len(email_ids))
+
+
+# --- the API: an admin's send, a user's inbox and preferences, the templates' administration ------
+
+SEND_SCOPE = "notifications.send"
+ANNOUNCEMENT = "announcement"
+_SORTABLE = {"createdAt": Notification.created_at}
+
+
+def render_or_422(spec: TemplateSpec, variables: Mapping[str, Any]) -> Rendered:
+    """``render``, with a template that fails at run time (an edited one reading an attribute a
+    value does not have) refused as a 422 rather than a 500."""
+    try:
+        return render(spec, variables)
+    except TemplateError as exc:
+        raise ValidationFailed(
+            f"template {spec.type!r} does not render: {exc}",
+            code="template_render_failed",
+            details={"template": spec.type},
+        ) from exc
+
+
+def _template_out(spec: TemplateSpec, row: NotificationTemplate | None) -> TemplateOut:
+    return TemplateOut(
+        type=spec.type,
+        category=spec.category,
+        description=spec.description,
+        variables=list(spec.variables),
+        title=spec.title,
+        message=spec.message,
+        html=spec.html,
+        edited_by=row.edited_by if row else None,
+        updated_at=row.updated_at if row else None,
+    )
+
+
+class NotificationService:
+    # --- sending ---------------------------------------------------------------------------------
+
+    async def send_once(
+        self, db: AsyncSession, actor: Principal, body: NotificationSend, idempotency_key: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        """``send``, answered as JSON; with an ``idempotency_key``, a retry gets the first answer
+        back (and False) and sends nothing."""
+        if idempotency_key is None:
+            return (await self.send(db, actor, body)).model_dump(mode="json", by_alias=True), True
+        request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+        if not await idempotency_repository.claim(
+            db, SEND_SCOPE, actor.user_id, idempotency_key, request_hash
+        ):
+            earlier = await idempotency_repository.get(db, SEND_SCOPE, actor.user_id, idempotency_key)
+            assert earlier is not None
+            if earlier.request_hash != request_hash:
+                raise Conflict(
+                    "This Idempotency-Key was used for another send", code="idempotency_key_reused"
+                )
+            return earlier.response, False
+        answer = (await self.send(db, actor, body)).model_dump(mode="json", by_alias=True)
+        record = await idempotency_repository.get(db, SEND_SCOPE, actor.user_id, idempotency_key)
+        assert record is not None
+        record.status_code, record.response = 201, answer
+        await db.flush()
+        return answer, True
+
+    async def send(self, db: AsyncSession, actor: Principal, body: NotificationSend) -> SendResult:
+        """Notify one user now, through ``deliver`` (their preferences pick the channels)."""
+        user = await user_service.get(db, body.user_id)
+        if user is None or user.status == UserStatus.DELETED:
+            raise NotFound("User not found", code="user_not_found")
+        if body.type is None:
+            template_type, variables = ANNOUNCEMENT, {"title": body.title, "message": body.message}
+        else:
+            template_type, variables = body.type, dict(body.variables or {})
+        spec = (await templates_by_type(db, {template_type})).get(template_type)
+        if spec is None:
+            raise ValidationFailed(
+                f"There is no template {template_type!r}",
+                code="template_unknown",
+                details={"type": template_type},
+            )
+        render_or_422(spec, variables)  # refuse bad variables before anything is written
+        delivered = await deliver(
+            db,
+            [
+                Draft(
+                    user_id=user.id, type=template_type, variables=variables, data=body.data, email=body.email
+                )
+            ],
+            actor_id=actor.user_id,
+        )
+        notification = delivered.notifications[0] if delivered.notifications else None
+        return SendResult(
+            notification=NotificationOut.model_validate(notification) if notification else None,
+            emailed=delivered.emails > 0,
+        )
+
+    # --- the inbox -------------------------------------------------------------------------------
+
+    async def inbox(
+        self, db: AsyncSession, actor: Principal, user_id: UUID, params: PageParams, *, unread_only: bool
+    ) -> tuple[list[Notification], int, int]:
+        """A page of the user's notifications (newest first), the total, and their unread count.
+        The user themselves or an administrator; anyone else gets 404."""
+        if not actor.is_self_or(user_id, Perm.USERS_READ_ANY):
+            raise NotFound("User not found", code="user_not_found")
+        stmt = apply_sort(
+            notification_repository.inbox(user_id, unread_only=unread_only),
+            params.sort,
+            _SORTABLE,
+            default="-createdAt",
+            tiebreak=Notification.id,
+        )
+        items, total = await paginate(db, stmt, params)
+        return items, total, await notification_repository.unread_count(db, user_id)
+
+    async def mark_read(self, db: AsyncSession, actor: Principal, notification_id: UUID) -> Notification:
+        """Mark one of the caller's notifications read. Idempotent: the first read is kept and
+        recorded; someone else's notification is 404, as a missing one."""
+        notification = await notification_repository.get_of_user(
+            db, notification_id, actor.user_id, for_update=True
+        )
+        if notification is None:
+            raise NotFound("Notification not found", code="notification_not_found")
+        if notification.read_at is None:
+            notification.read_at = datetime.now(UTC)
+            await db.flush()
+            await self._record_read(db, actor.user_id, [notification.id], everything=False)
+        return notification
+
+    async def mark_all_read(self, db: AsyncSession, actor: Principal) -> int:
+        ids = await notification_repository.mark_all_read(db, actor.user_id, datetime.now(UTC))
+        if ids:
+            await self._record_read(db, actor.user_id, ids, everything=True)
+        return len(ids)
+
+    async def _record_read(
+        self, db: AsyncSession, user_id: UUID, ids: list[UUID], *, everything: bool
+    ) -> None:
+        await record_event(
+            db,
+            "notification.read",
+            actor_id=user_id,
+            subject_id=user_id,
+            payload={
+                "userId": str(user_id),
+                "notificationIds": [str(i) for i in ids],
+                "count": len(ids),
+                "all": everything,
+            },
+        )
+
+    # --- preferences -----------------------------------------------------------------------------
+
+    async def preferences(self, db: AsyncSession, user_id: UUID) -> Preferences:
+        stored = await preference_repository.of_user(db, user_id)
+        channels: dict[str, ChannelsOut] = {}
+        for category in NotificationCategory:
+            pref = stored.get(category)
+            default = DEFAULT_CHANNELS[category]
+            channels[category.value] = ChannelsOut(
+                in_app=pref.in_app if pref else default.in_app, email=pref.email if pref else default.email
+            )
+        return Preferences(**channels)
+
+    async def update_preferences(
+        self, db: AsyncSession, actor: Principal, body: PreferencesUpdate
+    ) -> Preferences:
+        """Change the categories given (in them, the channels given); records
+        ``notification.preferences_updated`` with what changed, nothing when nothing did."""
+        current = await self.preferences(db, actor.user_id)
+        rows: dict[str, tuple[bool, bool]] = {}
+        changed: dict[str, dict[str, bool]] = {}
+        for category in body.model_fields_set:
+            wanted = getattr(body, category)
+            if wanted is None:
+                continue
+            now: ChannelsOut = getattr(current, category)
+            in_app = now.in_app if wanted.in_app is None else wanted.in_app
+            email = now.email if wanted.email is None else wanted.email
+            rows[category] = (in_app, email)
+            if (in_app, email) != (now.in_app, now.email):
+                changed[category] = {"inApp": in_app, "email": email}
+        await preference_repository.upsert(db, actor.user_id, rows)
+        if changed:
+            await record_event(
+                db,
+                "notification.preferences_updated",
+                actor_id=actor.user_id,
+                subject_id=actor.user_id,
+                payload={"userId": str(actor.user_id), "categories": dict(sorted(changed.items()))},
+            )
+        return await self.preferences(db, actor.user_id)
+
+    # --- templates (administrators) ---------------------------------------------------------------
+
+    async def list_templates(self, db: AsyncSession, sort: str | None = None) -> list[TemplateOut]:
+        """Every template, by type: the stored ones, and the shipped ones not seeded yet."""
+        if sort not in (None, "type"):
+            raise ValidationFailed(
+                f"Cannot sort by {sort!r}", code="invalid_sort", details={"allowed": ["type"]}
+            )
+        rows = await template_repository.all(db)
+        specs = {**file_templates(), **{t: spec_of(row) for t, row in rows.items()}}
+        return [_template_out(specs[t], rows.get(t)) for t in sorted(specs)]
+
+    async def _template(
+        self, db: AsyncSession, template_type: str, *, for_update: bool = False
+    ) -> tuple[TemplateSpec, NotificationTemplate | None]:
+        row = await template_repository.get(db, template_type, for_update=for_update)
+        if row is not None:
+            return spec_of(row), row
+        shipped = file_templates().get(template_type)
+        if shipped is None:
+            raise NotFound("Template not found", code="template_not_found")
+        return shipped, None
+
+    async def get_template(self, db: AsyncSession, template_type: str) -> TemplateOut:
+        return _template_out(*await self._template(db, template_type))
+
+    async def update_template(
+        self, db: AsyncSession, actor: Principal, template_type: str, body: TemplateUpdate
+    ) -> TemplateOut:
+        """Edit a template; from now on it is the administrators' (a changed file no longer
+        overwrites it). Records ``notification_template.updated`` when something changed."""
+        spec, row = await self._template(db, template_type, for_update=True)
+        changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude_none=True)
+        if "variables" in changes:
+            changes["variables"] = tuple(dict.fromkeys(changes["variables"]))
+        edited = replace(spec, **changes)
+        fields = sorted(name for name in changes if getattr(edited, name) != getattr(spec, name))
+        if not fields:
+            return _template_out(spec, row)
+        shipped = file_templates().get(template_type)
+        if "variables" in fields and shipped is not None and set(edited.variables) != set(shipped.variables):
+            # The code that sends this type gives exactly the shipped variables: a template
+            # asking for others would fail every send.
+            raise ValidationFailed(
+                f"The variables of {template_type!r} are the ones its sender gives",
+                code="template_variables_fixed",
+                details={"variables": list(shipped.variables)},
+            )
+        try:
+            check_template(edited)
+        except TemplateInvalid as exc:
+            raise ValidationFailed(
+                str(exc), code="template_invalid", details={"type": template_type}
+            ) from exc
+        if row is None:
+            row = await template_repository.store_shipped(db, spec)
+        row.description, row.variables = edited.description, list(edited.variables)
+        row.title, row.message, row.html = edited.title, edited.message, edited.html
+        row.edited_by = actor.user_id
+        row.updated_at = datetime.now(UTC)
+        await db.flush()
+        await record_event(
+            db,
+            "notification_template.updated",
+            actor_id=actor.user_id,
+            subject_id=row.id,
+            payload={"type": template_type, "fields": fields},
+        )
+        return _template_out(edited, row)
+
+    async def preview_template(
+        self, db: AsyncSession, template_type: str, body: TemplatePreview
+    ) -> RenderedOut:
+        """Render a template (or unsaved ``title``/``message``/``html`` for it) with ``variables``;
+        nothing is stored or sent."""
+        spec, _ = await self._template(db, template_type)
+        trial = replace(spec, **body.model_dump(exclude_unset=True, exclude_none=True, exclude={"variables"}))
+        try:
+            check_template(trial)
+        except TemplateInvalid as exc:
+            raise ValidationFailed(
+                str(exc), code="template_invalid", details={"type": template_type}
+            ) from exc
+        rendered = render_or_422(trial, body.variables)
+        return RenderedOut(type=spec.type, title=rendered.title, message=rendered.message, html=rendered.html)
+
+
+notification_service = NotificationService()

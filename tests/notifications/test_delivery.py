@@ -22,7 +22,9 @@ async def _deliver(*drafts: Draft) -> Any:
 
 async def _count(model: Any, user_id: Any) -> int:
     async with sessionmaker()() as db:
-        return int(await db.scalar(select(func.count()).select_from(model).where(model.user_id == user_id)) or 0)
+        return int(
+            await db.scalar(select(func.count()).select_from(model).where(model.user_id == user_id)) or 0
+        )
 
 
 async def test_an_event_delivered_twice_notifies_and_mails_once(client: httpx.AsyncClient) -> None:
@@ -36,16 +38,20 @@ async def test_an_event_delivered_twice_notifies_and_mails_once(client: httpx.As
     )
     first = await _deliver(draft)
     second = await _deliver(draft)
-    assert len(first.notifications) == 1 and first.emails == 1
-    assert second.notifications == [] and second.emails == 0
+    assert len(first.notifications) == 1
+    assert first.emails == 1
+    assert second.notifications == []
+    assert second.emails == 0
     assert await _count(Notification, user.id) == 1
     assert await _count(EmailDelivery, user.id) == 1
     async with sessionmaker()() as db:
         email = (await db.scalars(select(EmailDelivery).where(EmailDelivery.user_id == user.id))).one()
     assert email.subject == "Welcome to Bazaar, Ada <b>"
-    assert "Ada &lt;b&gt;" in email.html_body and "<b>" not in email.html_body
+    assert "Ada &lt;b&gt;" in email.html_body
+    assert "<b>" not in email.html_body
     sent = [e for e in await events_of("notification.sent") if e["payload"]["userId"] == str(user.id)]
-    assert len(sent) == 1 and sent[0]["payload"]["channels"] == ["in_app", "email"]
+    assert len(sent) == 1
+    assert sent[0]["payload"]["channels"] == ["in_app", "email"]
 
 
 async def test_preferences_choose_the_channels(client: httpx.AsyncClient) -> None:
@@ -54,7 +60,13 @@ async def test_preferences_choose_the_channels(client: httpx.AsyncClient) -> Non
         db.add(NotificationPreference(user_id=user.id, category="account", in_app=False, email=True))
         await commit(db)
     result = await _deliver(
-        Draft(user_id=user.id, type="welcome", variables={"name": "A", "dashboardUrl": "x"}, source_event_id=uuid7())
+        Draft(
+            user_id=user.id,
+            type="welcome",
+            variables={"name": "A", "dashboardUrl": "x"},
+            source_event_id=uuid7(),
+        )
     )
-    assert result.notifications == [] and result.emails == 1
+    assert result.notifications == []
+    assert result.emails == 1
     assert await _count(Notification, user.id) == 0
