@@ -8,10 +8,12 @@
    ``WAREHOUSE_DIR`` pointing at that warehouse: one with the response cache off
    (``ANALYTICS_CACHE_TTL_SECONDS=0``: every request queries DuckDB) and one with the default
    cache (300 s, in Redis when it answers), plus ``bench/noop_app.py`` as the baseline;
-3. drives ``GET /api/analytics/platform?from=..&to=..`` and ``GET /api/analytics/usage?from=..&to=..``
-   as the admin on both APIs and ``GET /noop`` with ``wrk -c16`` (or, without wrk, 16
-   keep-alive connections on asyncio for the same number of seconds), in alternating rounds
-   (order rotated every round);
+3. checks that both APIs answer both reports with the same bytes (the cached answer is the one
+   the marts give), then drives ``GET /api/analytics/platform?from=..&to=..`` and
+   ``GET /api/analytics/usage?from=..&to=..`` as the admin on both APIs, ``GET /api/auth/me`` on
+   the cached one (for reference: the cheapest authenticated route) and ``GET /noop`` with
+   ``wrk -c16`` (or, without wrk, 16 keep-alive connections on asyncio for the same number of
+   seconds), in alternating rounds (order rotated every round);
 4. prints p50/p99 and requests/s, and each route's throughput as a ratio to the no-op's median
    (target >= 0.5), then stops everything, drops the database and the Redis keys and deletes
    the warehouse it built.
@@ -168,17 +170,24 @@ def main() -> int:
                 for server in (nocache, cache)
                 for route in ("platform", "usage")
             }
+            targets["me cache"] = Target(f"{cache.url}/api/auth/me", auth, cache.process.pid)
             targets["noop"] = Target(f"{noop.url}/noop", {}, noop.process.pid)
+            answers: dict[str, bytes] = {}
             for name, target in targets.items():
                 check = httpx.get(target.url, headers=target.headers, timeout=30)
                 if check.status_code != 200:
                     raise RuntimeError(f"{target.url} answered {check.status_code}: {check.text}")
                 body = check.json()
-                if name != "noop":
+                answers[name] = check.content
+                if name.split()[0] in ("platform", "usage"):
                     served = (body.get("warehouse") or {}).get("version")
                     if served != version:
                         raise RuntimeError(f"{name} answered from warehouse {served!r}, expected {version}")
                 drive(args, target, warmup=True)
+            for route in ("platform", "usage"):
+                cached = httpx.get(targets[f"{route} cache"].url, headers=auth, timeout=30).content
+                if cached != answers[f"{route} nocache"]:
+                    raise RuntimeError(f"{route}: the cached answer differs from the uncached one")
             runs = {name: [] for name in targets}
             print(f"{load_average()} before the rounds")
             for round_no, name in in_turns(list(targets), args.rounds, rotate=True):

@@ -290,6 +290,19 @@ class ProjectAnalytics(Report):
     )
 
 
+class WidgetQuota(Schema):
+    """This month's quota of the widget's owner for its project (all their widgets of the
+    project share it), read live from the OLTP counter, not from the warehouse."""
+
+    month: str = Field(description="`YYYY-MM` (UTC)")
+    limit: int | None = Field(description="Messages a month of the owner's plan; null: unlimited")
+    used: int = Field(description="Visitor messages counted this month")
+    remaining: int | None = Field(description="null when unlimited")
+    percent: float | None = Field(
+        description="`used` as a share of `limit`, one decimal; null when unlimited"
+    )
+
+
 class WidgetAnalytics(Report):
     widget_id: UUID
     project_id: UUID | None = Field(description="Null when the marts name no project, or several")
@@ -300,6 +313,9 @@ class WidgetAnalytics(Report):
         default_factory=LlmTotals,
         description="The answers the platform gave the widget's visitors (server-side: the billing "
         "truth for messages, tokens and cost)",
+    )
+    quota: WidgetQuota | None = Field(
+        None, description="This month's quota, live (null for a widget only the marts know)"
     )
 
 

@@ -3,15 +3,20 @@
 Every report is read from one published version (a lease held for the whole request) and is
 cached under a key made of that version, the report, the caller's scope and the normalised
 query: a new publish changes the version, so it needs no invalidation. Authorization always
-runs before the cache is consulted.
+runs before the cache is consulted. Reports are stored and answered as their JSON bytes; a route
+whose caller's rights and key need no database (``cached_answer``) answers them without a lease,
+a database session or a model.
 """
 
+import functools
 import logging
+import os
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal, TypeVar
 from uuid import UUID
 
+import orjson
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,6 +63,7 @@ from app.analytics.schemas import (
     UserAnalytics,
     WarehouseVersion,
     WidgetAnalytics,
+    WidgetQuota,
     WidgetUsage,
 )
 from app.auth.permissions import Perm
@@ -65,6 +71,7 @@ from app.core.errors import Forbidden, NotFound
 from app.core.principal import Principal
 from app.core.runtime import Runtime
 from app.core.warehouse import ServedVersion
+from app.core.warehouse_layout import WarehouseLayout
 from app.projects.service import project_service
 from app.users.service import user_service
 
@@ -87,6 +94,30 @@ def can_read_widget(actor: Principal, owners: WidgetOwners | None) -> bool:
     if owners is None or owners.ambiguous:
         return False
     return actor.user_id in (owners.builder_id, owners.end_user_id)
+
+
+async def _live_quota(widget_id: UUID) -> WidgetQuota | None:
+    """This month's quota of the widget's owner and project, from the widgets domain's OLTP
+    counter (None: no such widget row)."""
+    from app.widgets.service import widget_service  # see _registered_owners
+
+    quota = await widget_service.live_quota(widget_id)
+    if quota is None:
+        return None
+    return WidgetQuota(
+        month=quota.month.strftime("%Y-%m"),
+        limit=quota.limit,
+        used=quota.used,
+        remaining=quota.remaining,
+        percent=quota.percent,
+    )
+
+
+def _with_quota(report: bytes, quota: WidgetQuota | None) -> bytes:
+    """A cached widget report with this moment's quota: the quota is live, never cached."""
+    body = orjson.loads(report)
+    body["quota"] = None if quota is None else quota.model_dump(mode="json", by_alias=True)
+    return orjson.dumps(body)
 
 
 async def _registered_owners(widget_id: UUID) -> WidgetOwners | None:
@@ -138,7 +169,64 @@ def _llm_section(cur: Cursor, q: ReportQuery, filters: Filters) -> LlmSection:
     )
 
 
+def _full_key(version: str, key: str) -> str:
+    return f"analytics:{CACHE_REVISION}:{version}:{key}"
+
+
+@functools.cache
+def _current_link(layout: WarehouseLayout) -> str:
+    return str(layout.current_link)
+
+
+def _published_version(layout: WarehouseLayout) -> str | None:
+    """The version ``serve/current`` names: ``layout.current_version()`` without its check that
+    the version's file exists (a readlink instead of tens of microseconds of path work). A
+    version whose file is gone was never served, so no answer is stored under it; or it was,
+    and its answers are still that version's."""
+    try:
+        return os.path.basename(os.readlink(_current_link(layout)))
+    except OSError:
+        return None
+
+
+async def _stored(rt: Runtime, full_key: str) -> bytes | None:
+    try:
+        # An invalidation marker (b"") is a miss.
+        return await rt.cache.get(full_key) or None
+    except Exception:
+        # The cache only saves work: without it the marts still answer.
+        logger.warning("analytics cache unavailable", exc_info=True)
+        return None
+
+
 class AnalyticsService:
+    async def cached_answer(self, rt: Runtime, key: str) -> bytes | None:
+        """The stored answer under ``key`` (made by the ``*_key`` methods, whose callers have
+        checked the caller may read it) for the version published now, or None. No lease: a hit
+        reads no mart, and a publish changes the version, so an older answer is never found."""
+        if rt.settings.analytics_cache_ttl_seconds <= 0:
+            return None
+        version = _published_version(rt.warehouse.layout)
+        if not version:
+            return None
+        return await _stored(rt, _full_key(version, key))
+
+    async def _cached_json(
+        self, rt: Runtime, served: ServedVersion | None, key: str, build: Callable[[], Awaitable[BaseModel]]
+    ) -> bytes:
+        """The report's JSON: stored under ``key`` and ``served``'s version, else built and stored."""
+        full_key = _full_key(served.version if served is not None else "unpublished", key)
+        ttl = rt.settings.analytics_cache_ttl_seconds
+        if ttl > 0 and (stored := await _stored(rt, full_key)) is not None:
+            return stored
+        body = (await build()).model_dump_json(by_alias=True).encode()
+        if ttl > 0:
+            try:
+                await rt.cache.set(full_key, body, ttl)
+            except Exception:
+                logger.warning("analytics cache unavailable", exc_info=True)
+        return body
+
     async def _cached(
         self,
         rt: Runtime,
@@ -147,29 +235,56 @@ class AnalyticsService:
         model: type[M],
         build: Callable[[], Awaitable[M]],
     ) -> M:
-        version = served.version if served is not None else "unpublished"
-        full_key = f"analytics:{CACHE_REVISION}:{version}:{key}"
-        ttl = rt.settings.analytics_cache_ttl_seconds
-        if ttl > 0:
-            try:
-                cached = await rt.cache.get(full_key)
-            except Exception:
-                # The cache only saves work: without it the marts still answer.
-                logger.warning("analytics cache unavailable", exc_info=True)
-                cached = None
-            if cached:
-                return model.model_validate_json(cached)
-        report = await build()
-        if ttl > 0:
-            try:
-                await rt.cache.set(full_key, report.model_dump_json(by_alias=True).encode(), ttl)
-            except Exception:
-                logger.warning("analytics cache unavailable", exc_info=True)
-        return report
+        return model.model_validate_json(await self._cached_json(rt, served, key, build))
+
+    # --- cache keys: the report, the caller's scope, the normalised query -------------------
+
+    @staticmethod
+    def platform_key(q: ReportQuery) -> str:
+        return f"platform:{q.cache_key()}"
+
+    @staticmethod
+    def this_month() -> date:
+        """The first day of the month the quota counts (UTC)."""
+        return period_of("month", datetime.now(UTC).date())
+
+    @staticmethod
+    def user_key(user_id: UUID, personas: list[str], plan: str, this_month: date, q: ReportQuery) -> str:
+        """The plan code stands for its limits (the quota's size): plans are reference data that
+        only a migration changes."""
+        return f"user:{user_id}:{','.join(sorted(personas))}:{plan}:{this_month}:{q.cache_key()}"
+
+    @staticmethod
+    def revenue_builder(actor: Principal, builder_id: UUID | None) -> UUID | None:
+        """Whose revenue ``actor`` may ask for: administrators anyone's (``None``: the
+        platform), builders only their own; anyone else is refused."""
+        if actor.can(Perm.PLATFORM_ADMIN):
+            return builder_id
+        if not actor.can(Perm.MARKETPLACE_PUBLISH):
+            raise Forbidden("Revenue analytics are for builders and administrators", code="permission_denied")
+        if builder_id is not None and builder_id != actor.user_id:
+            raise NotFound("User not found", code="user_not_found")
+        return actor.user_id
+
+    @staticmethod
+    def revenue_key(builder_id: UUID | None, project_id: UUID | None, q: ReportQuery) -> str:
+        return f"revenue:{builder_id}:{project_id}:{q.cache_key()}"
+
+    @staticmethod
+    def usage_scope(actor: Principal) -> Literal["platform", "builder", "end_user"]:
+        """Administrators see all widgets, builders their projects', end users their own."""
+        if actor.can(Perm.PLATFORM_ADMIN):
+            return "platform"
+        return "builder" if actor.persona == "builder" else "end_user"
+
+    def usage_key(self, actor: Principal, project_id: UUID | None, q: ReportQuery) -> str:
+        scope = self.usage_scope(actor)
+        subject = "" if scope == "platform" else str(actor.user_id)
+        return f"usage:{scope}:{subject}:{project_id}:{q.cache_key()}"
 
     # --- platform --------------------------------------------------------------------------
 
-    async def platform(self, rt: Runtime, db: AsyncSession, q: ReportQuery) -> PlatformAnalytics:
+    async def platform(self, rt: Runtime, db: AsyncSession, q: ReportQuery) -> bytes:
         """Platform KPIs, a series and the leaderboards. The caller is an administrator."""
         async with rt.warehouse.lease() as served:
 
@@ -243,21 +358,20 @@ class AnalyticsService:
                     llm=llm,
                 )
 
-            key = f"platform:{q.cache_key()}"
-            return await self._cached(rt, served, key, PlatformAnalytics, build)
+            return await self._cached_json(rt, served, self.platform_key(q), build)
 
     # --- one user --------------------------------------------------------------------------
 
     async def user(
         self, rt: Runtime, db: AsyncSession, actor: Principal, user_id: UUID, q: ReportQuery
-    ) -> UserAnalytics:
+    ) -> bytes:
         """Yourself, or anyone for administrators (404 otherwise). A builder section and/or an
         end-user section, by the personas the user holds."""
         user = await user_service.get_visible(db, actor, user_id)
         personas = sorted(await user_service.personas(db, user.id))
         limits = await user_service.plan_limits(db, user.plan) if "end_user" in personas else {}
         monthly = limits.get("monthlyMessages")
-        this_month = period_of("month", datetime.now(UTC).date())
+        this_month = self.this_month()
         async with rt.warehouse.lease() as served:
 
             async def build() -> UserAnalytics:
@@ -281,8 +395,9 @@ class AnalyticsService:
                     end_user=end_user,
                 )
 
-            key = f"user:{user.id}:{','.join(personas)}:{user.plan}:{monthly}:{this_month}:{q.cache_key()}"
-            return await self._cached(rt, served, key, UserAnalytics, build)
+            return await self._cached_json(
+                rt, served, self.user_key(user.id, personas, user.plan, this_month, q), build
+            )
 
     async def _builder_section(
         self, served: ServedVersion | None, db: AsyncSession, builder_id: UUID, q: ReportQuery
@@ -368,7 +483,7 @@ class AnalyticsService:
 
     async def project(
         self, rt: Runtime, db: AsyncSession, actor: Principal, project_id: UUID, q: ReportQuery
-    ) -> ProjectAnalytics:
+    ) -> bytes:
         """The owner's or an administrator's; anyone else gets the 404 a missing project gets."""
         project = await project_service.get_visible(db, actor, project_id)
         this = {"project_id": project.id}
@@ -400,11 +515,9 @@ class AnalyticsService:
                     llm=llm,
                 )
 
-            return await self._cached(
-                rt, served, f"project:{project.id}:{q.cache_key()}", ProjectAnalytics, build
-            )
+            return await self._cached_json(rt, served, f"project:{project.id}:{q.cache_key()}", build)
 
-    async def widget(self, rt: Runtime, actor: Principal, widget_id: UUID, q: ReportQuery) -> WidgetAnalytics:
+    async def widget(self, rt: Runtime, actor: Principal, widget_id: UUID, q: ReportQuery) -> bytes:
         """See :func:`can_read_widget`; a widget the caller may not read is reported missing."""
         registered = await _registered_owners(widget_id)
         async with rt.warehouse.lease() as served:
@@ -445,9 +558,8 @@ class AnalyticsService:
                     series=[UsagePoint(**p) for p in series],
                 )
 
-            return await self._cached(
-                rt, served, f"widget:{widget_id}:{q.cache_key()}", WidgetAnalytics, build
-            )
+            report = await self._cached_json(rt, served, f"widget:{widget_id}:{q.cache_key()}", build)
+        return _with_quota(report, await _live_quota(widget_id))
 
     # --- revenue and usage reports ---------------------------------------------------------
 
@@ -460,16 +572,9 @@ class AnalyticsService:
         *,
         builder_id: UUID | None,
         project_id: UUID | None,
-    ) -> RevenueAnalytics:
+    ) -> bytes:
         """Administrators: the platform, or one builder or project. Builders: their own only."""
-        if not actor.can(Perm.PLATFORM_ADMIN):
-            if not actor.can(Perm.MARKETPLACE_PUBLISH):
-                raise Forbidden(
-                    "Revenue analytics are for builders and administrators", code="permission_denied"
-                )
-            if builder_id is not None and builder_id != actor.user_id:
-                raise NotFound("User not found", code="user_not_found")
-            builder_id = actor.user_id
+        builder_id = self.revenue_builder(actor, builder_id)
         if project_id is not None:
             project = await project_service.get_visible(db, actor, project_id)
             if builder_id is not None and project.user_id != builder_id:
@@ -500,22 +605,17 @@ class AnalyticsService:
                     projects=[ProjectRevenue(**p, name=names.get(p["project_id"])) for p in projects],
                 )
 
-            key = f"revenue:{builder_id}:{project_id}:{q.cache_key()}"
-            return await self._cached(rt, served, key, RevenueAnalytics, build)
+            return await self._cached_json(rt, served, self.revenue_key(builder_id, project_id, q), build)
 
     async def usage(
         self, rt: Runtime, db: AsyncSession, actor: Principal, q: ReportQuery, *, project_id: UUID | None
-    ) -> UsageAnalytics:
+    ) -> bytes:
         """Administrators: all widgets; builders: their projects' widgets; end users: their own."""
         filters: dict[str, UUID | None] = {"project_id": project_id}
-        scope: Literal["platform", "builder", "end_user"]
-        if actor.can(Perm.PLATFORM_ADMIN):
-            scope = "platform"
-        elif actor.persona == "builder":
-            scope = "builder"
+        scope = self.usage_scope(actor)
+        if scope == "builder":
             filters["builder_id"] = actor.user_id
-        else:
-            scope = "end_user"
+        elif scope == "end_user":
             filters["end_user_id"] = actor.user_id
         async with rt.warehouse.lease() as served:
 
@@ -542,9 +642,7 @@ class AnalyticsService:
                     widgets=[WidgetUsage(**w) for w in widgets],
                 )
 
-            subject = "" if scope == "platform" else str(actor.user_id)
-            key = f"usage:{scope}:{subject}:{project_id}:{q.cache_key()}"
-            return await self._cached(rt, served, key, UsageAnalytics, build)
+            return await self._cached_json(rt, served, self.usage_key(actor, project_id, q), build)
 
     # --- marketplace -----------------------------------------------------------------------
 
