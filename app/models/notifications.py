@@ -141,6 +141,8 @@ class EmailDelivery(IdMixin, Base):
         UniqueConstraint("user_id", "broadcast_id", name="uq_email_deliveries_user_broadcast"),
         CheckConstraint("status IN ('pending', 'retrying', 'sent', 'dead', 'skipped')", name="status"),
         Index("ix_email_deliveries_status", "status", postgresql_where="status IN ('pending', 'retrying')"),
+        # The administrators' list of one status, newest first (the dead letters).
+        Index("ix_email_deliveries_status_created", "status", "created_at"),
     )
 
 

@@ -12,33 +12,43 @@ cursor and ``delivered`` on, commit. A worker killed mid-batch loses that batch'
 the last committed cursor; the unique ``(user_id, broadcast_id)`` of notifications and emails
 would stop a duplicate anyway. The row lock makes two runs of one broadcast take turns.
 
+Nothing in procrastinate runs such a job again: a job that raised is ``failed``, and one whose
+worker was killed stays ``doing`` for ever. ``notifications.resume_broadcasts`` (every five
+minutes) queues a new job for each broadcast not done that no live job is delivering or waiting
+to deliver.
+
 The audience is fixed when the broadcast is created: the users of that moment who are not
 deleted and, for a persona, hold it (``user_roles``); suspended accounts are included (an
 announcement may concern their account). Users who sign up later are not part of it.
 """
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql import Select
 
 from app.core.db import commit, sessionmaker
-from app.core.errors import ValidationFailed
+from app.core.errors import Conflict, ValidationFailed
 from app.core.events import record_event
 from app.core.ids import uuid7
 from app.core.runtime import runtime
 from app.models import BroadcastStatus, NotificationBroadcast, Persona, User, UserRole, UserStatus
-from app.notifications.service import Draft, deliver
+from app.notifications.service import ANNOUNCEMENT, Draft, deliver, render_or_422
+from app.notifications.templates import templates_by_type
 from app.worker.queue import queue
 
 logger = logging.getLogger("bazaar.notifications")
 
 DELIVER_BROADCAST_TASK = "notifications.deliver_broadcast"
+RESUME_BROADCASTS_TASK = "notifications.resume_broadcasts"
+# procrastinate workers beat every 10 s (and call one silent for 30 s stalled): one silent this
+# long has died, and the job it was running will not finish.
+WORKER_SILENT_AFTER = timedelta(minutes=1)
 AUDIENCES = ("all", *(persona.value for persona in Persona))
 
 
@@ -60,6 +70,10 @@ async def create_broadcast(
             code="audience_invalid",
             details={"audience": audience, "allowed": list(AUDIENCES)},
         )
+    # Every recipient gets the same text: an announcement template that cannot render it (an
+    # administrator's edit) is refused now rather than failing the job in the worker.
+    spec = (await templates_by_type(db, {ANNOUNCEMENT}))[ANNOUNCEMENT]
+    render_or_422(spec, {"title": title, "message": message})
     created = await db.scalar(
         insert(NotificationBroadcast)
         .values(
@@ -86,11 +100,19 @@ async def create_broadcast(
             )
         )
         assert existing is not None  # the conflict was on this very row
+        if (existing.audience, existing.title, existing.message, existing.send_email) != (
+            audience,
+            title,
+            message,
+            send_email,
+        ):
+            raise Conflict(
+                "This Idempotency-Key was used for another broadcast",
+                code="idempotency_key_reused",
+                details={"broadcastId": str(existing.id)},
+            )
         return existing, False
-    connection = await (await db.connection()).get_raw_connection()
-    await queue.configure_task(DELIVER_BROADCAST_TASK, connection=connection.driver_connection).defer_async(
-        broadcast_id=str(created.id)
-    )
+    await _queue_delivery(db, [created.id])
     await record_event(
         db,
         "notification.broadcast_created",
@@ -104,6 +126,17 @@ async def create_broadcast(
         },
     )
     return created, True
+
+
+async def _queue_delivery(db: AsyncSession, broadcast_ids: list[UUID]) -> None:
+    """A ``notifications.deliver_broadcast`` job per broadcast, on the session's own connection:
+    the jobs exist iff the transaction commits."""
+    if not broadcast_ids:
+        return
+    connection = await (await db.connection()).get_raw_connection()
+    task = queue.configure_task(DELIVER_BROADCAST_TASK, connection=connection.driver_connection)
+    jobs: list[dict[str, Any]] = [{"broadcast_id": str(broadcast_id)} for broadcast_id in broadcast_ids]
+    await task.batch_defer_async(*jobs)
 
 
 async def get_broadcast(db: AsyncSession, broadcast_id: UUID) -> NotificationBroadcast | None:
@@ -141,7 +174,7 @@ async def deliver_broadcast_batch(db: AsyncSession, broadcast: NotificationBroad
     drafts = [
         Draft(
             user_id=user_id,
-            type="announcement",
+            type=ANNOUNCEMENT,
             variables=variables,
             data=data,
             broadcast_id=broadcast.id,
@@ -214,3 +247,45 @@ async def deliver_broadcast(broadcast_id: str) -> int:
     return await run_broadcast(
         sessionmaker(), UUID(broadcast_id), batch_size=runtime().settings.broadcast_batch_size
     )
+
+
+async def resume_stalled_broadcasts(db: AsyncSession) -> list[UUID]:
+    """Queue the job again, in ``db``'s transaction, for every broadcast not done whose job is
+    gone: failed (it raised: Postgres restarting mid-batch, a bug), or left ``doing`` by a worker
+    that died in it (no heartbeat for ``WORKER_SILENT_AFTER``). A job waiting (``todo``, retries
+    included) or running in a live worker keeps its broadcast; the new job carries on after the
+    cursor. Returns the broadcasts resumed."""
+    rows = await db.scalars(
+        text(
+            """
+            SELECT b.id FROM notification_broadcasts b
+            WHERE b.status IN ('queued', 'running')
+              AND NOT EXISTS (
+                SELECT 1 FROM procrastinate_jobs j
+                LEFT JOIN procrastinate_workers w ON w.id = j.worker_id
+                WHERE j.task_name = :task
+                  AND j.args ->> 'broadcast_id' = b.id::text
+                  AND (j.status = 'todo' OR (j.status = 'doing' AND w.last_heartbeat > now() - :silent))
+              )
+            ORDER BY b.id
+            """
+        ),
+        {"task": DELIVER_BROADCAST_TASK, "silent": WORKER_SILENT_AFTER},
+    )
+    stalled = list(rows)
+    await _queue_delivery(db, stalled)
+    return stalled
+
+
+@queue.periodic(cron="*/5 * * * *")
+@queue.task(name=RESUME_BROADCASTS_TASK, queue="maintenance")
+async def resume_broadcasts(timestamp: int) -> int:
+    """Every five minutes: broadcasts whose job failed or died get a new one."""
+    async with sessionmaker()() as db:
+        resumed = await resume_stalled_broadcasts(db)
+        await commit(db)
+    if resumed:
+        logger.warning(
+            "resumed broadcasts whose job failed or died", extra={"broadcastIds": [str(b) for b in resumed]}
+        )
+    return len(resumed)

@@ -26,7 +26,6 @@ import random
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import aiosmtplib
@@ -37,11 +36,10 @@ from app.core.config import Settings
 from app.core.db import commit, sessionmaker
 from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.events import record_event
-from app.core.pagination import PageParams, paginate
+from app.core.pagination import PageParams, apply_sort, paginate
 from app.core.runtime import runtime
 from app.models import EmailDelivery, EmailStatus, User, UserStatus
-from app.notifications.service import SEND_EMAIL_TASK
-from app.worker.queue import queue
+from app.notifications.service import SEND_EMAIL_TASK, defer_send_email
 
 logger = logging.getLogger("bazaar.notifications.email")
 
@@ -53,6 +51,7 @@ EARLY_SLACK = timedelta(seconds=2)
 LOST_AFTER = timedelta(minutes=15)
 REQUEUE_BATCH = 500
 ERROR_MAX_CHARS = 1000
+_SORTABLE = {"createdAt": EmailDelivery.created_at}
 
 
 class SendFailed(Exception):
@@ -179,16 +178,6 @@ def retry_delay(failed_tries: int, base_seconds: float) -> timedelta:
     return timedelta(seconds=ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
-async def _defer_send(db: AsyncSession, delivery_ids: list[UUID], *, at: datetime | None = None) -> None:
-    """Queue a send job per delivery on the session's own connection: it exists iff this commits."""
-    if not delivery_ids:
-        return
-    connection = await (await db.connection()).get_raw_connection()
-    task = queue.configure_task(SEND_EMAIL_TASK, connection=connection.driver_connection, schedule_at=at)
-    jobs: list[dict[str, Any]] = [{"delivery_id": str(delivery_id)} for delivery_id in delivery_ids]
-    await task.batch_defer_async(*jobs)
-
-
 def _event_payload(delivery: EmailDelivery, settings: Settings) -> dict[str, object]:
     return {
         "deliveryId": str(delivery.id),
@@ -280,7 +269,7 @@ async def _record_failure(
     delivery.status = EmailStatus.RETRYING
     delivery.next_attempt_at = datetime.now(UTC) + delay
     # Without a delay the job is simply due now (the database's clock may lag ours a little).
-    await _defer_send(db, [delivery.id], at=delivery.next_attempt_at if delay else None)
+    await defer_send_email(db, [delivery.id], at=delivery.next_attempt_at if delay else None)
     logger.warning(
         "email try failed, retrying", extra={**log_extra, "retryAt": delivery.next_attempt_at.isoformat()}
     )
@@ -312,7 +301,7 @@ async def requeue_lost_deliveries() -> int:
                 )
             ).all()
         )
-        await _defer_send(db, lost)
+        await defer_send_email(db, lost)
         await commit(db)
     if lost:
         logger.warning("requeued emails that lost their job", extra={"count": len(lost)})
@@ -323,9 +312,10 @@ async def requeue_lost_deliveries() -> int:
 
 
 async def list_deliveries(
-    db: AsyncSession, status: str | None, page: int, limit: int
+    db: AsyncSession, status: str | None, params: PageParams
 ) -> tuple[list[EmailDelivery], int]:
-    """One page of emails, newest first, optionally of one status (``dead``: the dead letters)."""
+    """One page of emails, newest first unless ``params.sort`` says ``createdAt``, optionally of one
+    status (``dead``: the dead letters)."""
     stmt = select(EmailDelivery)
     if status is not None:
         if status not in set(EmailStatus):
@@ -335,8 +325,8 @@ async def list_deliveries(
                 details={"allowed": [str(s) for s in EmailStatus]},
             )
         stmt = stmt.where(EmailDelivery.status == status)
-    stmt = stmt.order_by(EmailDelivery.created_at.desc(), EmailDelivery.id.desc())
-    return await paginate(db, stmt, PageParams(page=page, limit=limit, sort=None))
+    stmt = apply_sort(stmt, params.sort, _SORTABLE, default="-createdAt", tiebreak=EmailDelivery.id)
+    return await paginate(db, stmt, params)
 
 
 async def retry_delivery(db: AsyncSession, delivery_id: UUID) -> EmailDelivery:
@@ -355,5 +345,5 @@ async def retry_delivery(db: AsyncSession, delivery_id: UUID) -> EmailDelivery:
     delivery.attempts = 0
     delivery.next_attempt_at = None
     await db.flush()
-    await _defer_send(db, [delivery.id])
+    await defer_send_email(db, [delivery.id])
     return delivery

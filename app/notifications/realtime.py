@@ -119,9 +119,6 @@ class Hub:
     def __init__(self) -> None:
         self._by_user: dict[str, set[Subscription]] = {}
 
-    def __len__(self) -> int:
-        return sum(len(subs) for subs in self._by_user.values())
-
     def add(self, subscription: Subscription) -> None:
         self._by_user.setdefault(subscription.key, set()).add(subscription)
 

@@ -9,7 +9,7 @@ from sqlalchemy import Select, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import IdempotencyRecord, Notification, NotificationPreference, NotificationTemplate
+from app.models import IdempotencyRecord, Notification, NotificationPreference, NotificationTemplate, User
 from app.notifications.templates import TemplateSpec
 
 
@@ -46,6 +46,11 @@ class NotificationRepository:
 
 
 class PreferenceRepository:
+    async def lock_user(self, db: AsyncSession, user_id: UUID) -> None:
+        """Serialise changes of one user's preferences until the transaction ends (the user's row,
+        ``FOR NO KEY UPDATE``: the rows that reference the user are still inserted meanwhile)."""
+        await db.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
+
     async def of_user(self, db: AsyncSession, user_id: UUID) -> dict[str, NotificationPreference]:
         stmt = select(NotificationPreference).where(NotificationPreference.user_id == user_id)
         return {pref.category: pref for pref in (await db.execute(stmt)).scalars()}

@@ -96,7 +96,7 @@ async def send(
     response_model=BroadcastOut,
     status_code=status.HTTP_202_ACCEPTED,
     responses={
-        **errors(401, 403),
+        **errors(401, 403, 409),
         200: {"description": "A retry with the same Idempotency-Key: the broadcast made earlier"},
     },
 )
@@ -107,7 +107,9 @@ async def create_broadcast(
     (`super_admin`, `builder`, `end_user`; else 422 `audience_invalid`). Answers at once with the
     queued broadcast; the worker delivers it in batches (follow it with
     `GET /api/notifications/broadcasts/{id}`). `sendEmail` also emails those whose preference for
-    announcements allows it."""
+    announcements allows it. An `announcement` template that cannot render the text is 422
+    `template_render_failed`; an `Idempotency-Key` used before for another broadcast is 409
+    `idempotency_key_reused`."""
     created, new = await broadcast.create_broadcast(
         db,
         admin_id=principal.user_id,
@@ -143,10 +145,10 @@ async def list_emails(
         EmailStatus | None, Query(alias="status", description="`dead`: the emails every try failed")
     ] = None,
 ) -> Page[EmailDeliveryOut]:
-    """Administrators: the emails queued for sending, newest first, of one `status` if given
-    (`pending`, `retrying`, `sent`, `dead`, `skipped`); `?status=dead` lists the dead letters with
-    their `lastError` and `attempts`."""
-    items, total = await email.list_deliveries(db, email_status, page.page, page.limit)
+    """Administrators: the emails queued for sending, newest first (`sort`: `createdAt`,
+    `-createdAt`), of one `status` if given (`pending`, `retrying`, `sent`, `dead`, `skipped`);
+    `?status=dead` lists the dead letters with their `lastError` and `attempts`."""
+    items, total = await email.list_deliveries(db, email_status, page)
     return Page(
         items=[EmailDeliveryOut.model_validate(item) for item in items],
         pagination=PaginationInfo(total=total, page=page.page, limit=page.limit),

@@ -19,13 +19,11 @@ from typing import Any, cast
 from uuid import UUID
 
 import orjson
-from jinja2 import TemplateError
 from sqlalchemy import Table, TextClause, select, text, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.permissions import Perm
 from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.events import record_event
 from app.core.ids import uuid7
@@ -66,6 +64,7 @@ from app.notifications.templates import (
     TemplateInvalid,
     TemplateSpec,
     check_template,
+    check_variables,
     file_templates,
     render,
     spec_of,
@@ -185,6 +184,19 @@ def _arrays(table: Table, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return arrays
 
 
+async def defer_send_email(
+    db: AsyncSession, delivery_ids: Sequence[UUID], *, at: datetime | None = None
+) -> None:
+    """One ``notifications.send_email`` job per email, on the session's own connection: the jobs
+    exist iff the transaction commits."""
+    if not delivery_ids:
+        return
+    connection = await (await db.connection()).get_raw_connection()
+    task = queue.configure_task(SEND_EMAIL_TASK, connection=connection.driver_connection, schedule_at=at)
+    jobs: list[dict[str, Any]] = [{"delivery_id": str(delivery_id)} for delivery_id in delivery_ids]
+    await task.batch_defer_async(*jobs)
+
+
 async def deliver(db: AsyncSession, drafts: Sequence[Draft], *, actor_id: UUID | None = None) -> Delivered:
     if not drafts:
         return Delivered([], 0)
@@ -279,11 +291,7 @@ async def deliver(db: AsyncSession, drafts: Sequence[Draft], *, actor_id: UUID |
                 )
             ).scalars()
         )
-        if email_ids:
-            connection = await (await db.connection()).get_raw_connection()
-            task = queue.configure_task(SEND_EMAIL_TASK, connection=connection.driver_connection)
-            jobs: list[dict[str, Any]] = [{"delivery_id": str(email_id)} for email_id in email_ids]
-            await task.batch_defer_async(*jobs)
+        await defer_send_email(db, email_ids)
 
     new_email_ids = set(email_ids)
     emailed = {row["user_id"] for row in email_rows if row["id"] in new_email_ids}
@@ -316,11 +324,13 @@ _SORTABLE = {"createdAt": Notification.created_at}
 
 
 def render_or_422(spec: TemplateSpec, variables: Mapping[str, Any]) -> Rendered:
-    """``render``, with a template that fails at run time (an edited one reading an attribute a
-    value does not have) refused as a 422 rather than a 500."""
+    """``render``, with a template that fails at run time refused as a 422 rather than a 500: an
+    edited one reading an attribute a value does not have (a ``TemplateError``), or doing with a
+    value what its type cannot (``{{ count + 1 }}`` given a string: a ``TypeError``)."""
+    check_variables(spec, variables)
     try:
         return render(spec, variables)
-    except TemplateError as exc:
+    except Exception as exc:  # the sandbox raises whatever the template's operations on the values raise
         raise ValidationFailed(
             f"template {spec.type!r} does not render: {exc}",
             code="template_render_failed",
@@ -409,8 +419,7 @@ class NotificationService:
     ) -> tuple[list[Notification], int, int]:
         """A page of the user's notifications (newest first), the total, and their unread count.
         The user themselves or an administrator; anyone else gets 404."""
-        if not actor.is_self_or(user_id, Perm.USERS_READ_ANY):
-            raise NotFound("User not found", code="user_not_found")
+        await user_service.get_visible(db, actor, user_id)  # 404 for a stranger and an unknown id
         stmt = apply_sort(
             notification_repository.inbox(user_id, unread_only=unread_only),
             params.sort,
@@ -474,7 +483,9 @@ class NotificationService:
         self, db: AsyncSession, actor: Principal, body: PreferencesUpdate
     ) -> Preferences:
         """Change the categories given (in them, the channels given); records
-        ``notification.preferences_updated`` with what changed, nothing when nothing did."""
+        ``notification.preferences_updated`` with what changed, nothing when nothing did.
+        Two concurrent changes of one user take turns: each merges into what the other stored."""
+        await preference_repository.lock_user(db, actor.user_id)
         current = await self.preferences(db, actor.user_id)
         rows: dict[str, tuple[bool, bool]] = {}
         changed: dict[str, dict[str, bool]] = {}

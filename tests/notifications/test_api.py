@@ -1,15 +1,24 @@
 """The notifications' API as its users meet it: an administrator sends, the recipient reads their
 inbox, marks things read and chooses their channels; administrators edit the templates."""
 
+import asyncio
 from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.core.db import commit, sessionmaker
-from app.models import EmailDelivery, Notification, NotificationCategory, NotificationTemplate
+from app.core.principal import Principal
+from app.models import (
+    EmailDelivery,
+    Notification,
+    NotificationBroadcast,
+    NotificationCategory,
+    NotificationTemplate,
+)
 from app.notifications.schemas import Preferences, PreferencesUpdate
+from app.notifications.service import notification_service
 from app.notifications.templates import seed_templates
 from tests.factories import Account, events_of, signed_in
 from tests.matrix import assert_error_shape
@@ -476,6 +485,92 @@ async def test_a_template_that_fails_at_render_time_is_a_422_not_a_500(client: h
     assert await stored(Notification, user.id) == 0
 
 
+async def test_a_template_whose_operation_fails_on_a_value_is_a_422_for_preview_send_and_broadcast(
+    client: httpx.AsyncClient,
+) -> None:
+    admin = await signed_in(client, "super_admin")
+    user = await signed_in(client, "end_user")
+    # Parses and uses only its variables, so it is saved; "text" + 1 raises TypeError in the sandbox.
+    edit = await client.put(
+        "/api/notifications/templates/announcement", json={"title": "{{ title + 1 }}"}, headers=admin.headers
+    )
+    assert edit.status_code == 200, edit.text
+
+    preview = await client.post(
+        "/api/notifications/templates/announcement/preview",
+        json={"variables": {"title": "T", "message": "M"}},
+        headers=admin.headers,
+    )
+    sending = await send(client, admin, user)
+    broadcast = await client.post(
+        "/api/notifications/broadcast",
+        json={"audience": "all", "title": "T", "message": "M"},
+        headers=admin.headers,
+    )
+
+    for response in (preview, sending, broadcast):
+        error = assert_error_shape(response)
+        assert (response.status_code, error["code"]) == (422, "template_render_failed"), response.text
+        assert error["details"] == {"template": "announcement"}
+    assert await stored(Notification, user.id) == 0
+    async with sessionmaker()() as db:
+        assert await db.scalar(select(func.count()).select_from(NotificationBroadcast)) == 0
+    assert await events_of("notification.broadcast_created") == []
+
+
+async def test_an_admin_asking_for_the_inbox_of_nobody_gets_404(client: httpx.AsyncClient) -> None:
+    admin = await signed_in(client, "super_admin")
+
+    response = await client.get(f"/api/notifications/user/{uuid4()}", headers=admin.headers)
+
+    assert (response.status_code, assert_error_shape(response)["code"]) == (404, "user_not_found")
+
+
+async def test_two_concurrent_preference_changes_of_one_category_both_stick(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await signed_in(client, "builder")
+    principal = Principal(user.id, uuid4(), "builder", ("builder",))
+    async with sessionmaker()() as first, sessionmaker()() as second:
+        # The first change is made and not committed yet when the second one starts.
+        await notification_service.update_preferences(
+            first, principal, PreferencesUpdate.model_validate({"sales": {"email": False}})
+        )
+        pid = await (await second.connection()).scalar(text("SELECT pg_backend_pid()"))
+        other = asyncio.create_task(
+            notification_service.update_preferences(
+                second, principal, PreferencesUpdate.model_validate({"sales": {"inApp": False}})
+            )
+        )
+        await waits_on_a_lock(pid)
+        await commit(first)
+        await other
+        await commit(second)
+
+    stored_now = await client.get("/api/notifications/preferences", headers=user.headers)
+    assert stored_now.json()["sales"] == {"inApp": False, "email": False}
+    changes = [e["payload"]["categories"] for e in await events_of("notification.preferences_updated")]
+    assert changes == [
+        {"sales": {"inApp": True, "email": False}},
+        {"sales": {"inApp": False, "email": False}},
+    ]
+
+
+async def waits_on_a_lock(pid: int) -> None:
+    """Until the backend ``pid`` is blocked on a lock (asked each time in a new transaction: one
+    transaction keeps seeing its first snapshot of ``pg_stat_activity``)."""
+    async with asyncio.timeout(30):
+        while True:
+            async with sessionmaker()() as db:
+                waiting = await db.scalar(
+                    text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :pid"),
+                    {"pid": pid},
+                )
+            if waiting:
+                return
+            await asyncio.sleep(0.01)
+
+
 async def test_bad_paths_and_queries_are_422_naming_the_parameter(client: httpx.AsyncClient) -> None:
     admin = await signed_in(client, "super_admin")
     user = await signed_in(client, "end_user")
@@ -499,6 +594,8 @@ async def test_bad_paths_and_queries_are_422_naming_the_parameter(client: httpx.
 
     unsorted = await client.get(f"/api/notifications/user/{user.id}?sort=title", headers=user.headers)
     assert assert_error_shape(unsorted)["details"] == {"allowed": ["createdAt"]}
+    emails = await client.get("/api/notifications/emails?sort=attempts", headers=admin.headers)
+    assert (emails.status_code, assert_error_shape(emails)["code"]) == (422, "invalid_sort")
     assert await events_of("notification.read") == []
     assert (await inbox(client, user))["unreadCount"] == 1
 

@@ -12,10 +12,11 @@ from sqlalchemy import func, select, text
 
 from app.core.config import Settings
 from app.core.db import sessionmaker
-from app.models import EmailDelivery, Notification, NotificationBroadcast
+from app.models import EmailDelivery, Notification, NotificationBroadcast, User
 from app.notifications import broadcast as broadcasts
 from app.worker.queue import libpq_url, queue
 from tests.factories import Account, create_user, events_of, signed_in
+from tests.matrix import assert_error_shape
 
 
 async def run_broadcast_jobs(settings: Settings) -> None:
@@ -140,6 +141,93 @@ async def test_a_retried_request_queues_one_broadcast_and_a_bad_audience_is_refu
     assert await jobs(broadcasts.DELIVER_BROADCAST_TASK) == 1
     assert refused.status_code == 422
     assert refused.json()["error"]["code"] == "audience_invalid"
+
+
+async def test_an_idempotency_key_reused_for_another_broadcast_is_a_conflict(
+    client: httpx.AsyncClient,
+) -> None:
+    admin = await signed_in(client, "super_admin")
+    first = await post_broadcast(client, admin, key="sunday")
+
+    other = await client.post(
+        "/api/notifications/broadcast",
+        json={"audience": "all", "title": "Another subject", "message": "We upgrade at 02:00 UTC."},
+        headers={**admin.headers, "Idempotency-Key": "sunday"},
+    )
+
+    error = assert_error_shape(other)
+    assert (other.status_code, error["code"]) == (409, "idempotency_key_reused")
+    assert error["details"] == {"broadcastId": first["id"]}
+    assert await jobs(broadcasts.DELIVER_BROADCAST_TASK) == 1
+
+
+async def test_a_broadcast_whose_job_failed_or_whose_worker_died_is_resumed_and_reaches_everyone_once(
+    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = await signed_in(client, "super_admin")
+    for _ in range(3):
+        await create_user("end_user")
+    failed = await post_broadcast(client, admin, audience="all", title="Failed")
+
+    # Postgres going away mid-job, as the job sees it: its first batch raises.
+    async def postgres_went_away(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(broadcasts, "deliver", postgres_went_away)
+    await run_broadcast_jobs(settings)
+    monkeypatch.undo()
+    assert (await progress(client, admin, failed["id"]))["status"] == "running"
+    assert await job_states(failed["id"]) == ["failed"]
+
+    # A worker killed in the job: procrastinate's own functions leave it `doing` for that worker.
+    died = await post_broadcast(client, admin, audience="all", title="Died")
+    async with sessionmaker()() as db:
+        worker = await db.scalar(text("SELECT procrastinate_register_worker_v1()"))
+        await db.execute(
+            text("SELECT procrastinate_fetch_job_v2(ARRAY['notifications'], :worker)"), {"worker": worker}
+        )
+        await db.commit()
+    assert await job_states(died["id"]) == ["doing"]
+
+    # While that worker still beats, its job is left alone.
+    assert await broadcasts.resume_broadcasts(timestamp=0) == 1
+    assert await job_states(failed["id"]) == ["failed", "todo"]
+    async with sessionmaker()() as db:
+        await db.execute(
+            text("UPDATE procrastinate_workers SET last_heartbeat = now() - interval '5 minutes'")
+        )
+        await db.commit()
+    assert await broadcasts.resume_broadcasts(timestamp=0) == 1
+    assert await job_states(died["id"]) == ["doing", "todo"]
+    assert await broadcasts.resume_broadcasts(timestamp=0) == 0  # their jobs are waiting now
+
+    await run_broadcast_jobs(settings)
+
+    everyone = {user.id for user in await all_users()}
+    for broadcast in (failed, died):
+        assert await reached(broadcast["id"]) == dict.fromkeys(everyone, 1)
+        assert (await progress(client, admin, broadcast["id"]))["status"] == "done"
+    assert await broadcasts.resume_broadcasts(timestamp=0) == 0
+    periodic = {p.task.name: p.cron for p in queue.periodic_registry.periodic_tasks.values()}
+    assert periodic[broadcasts.RESUME_BROADCASTS_TASK] == "*/5 * * * *"  # the worker runs the sweep
+
+
+async def job_states(broadcast_id: str) -> list[str]:
+    """The statuses of the broadcast's jobs, oldest first."""
+    async with sessionmaker()() as db:
+        rows = await db.scalars(
+            text(
+                "SELECT status::text FROM procrastinate_jobs "
+                "WHERE task_name = :task AND args ->> 'broadcast_id' = :id ORDER BY id"
+            ),
+            {"task": broadcasts.DELIVER_BROADCAST_TASK, "id": broadcast_id},
+        )
+        return list(rows)
+
+
+async def all_users() -> list[User]:
+    async with sessionmaker()() as db:
+        return list(await db.scalars(select(User)))
 
 
 class WorkerDied(BaseException):

@@ -25,6 +25,7 @@ from app.core.config import Settings
 from app.core.db import commit, sessionmaker
 from app.core.errors import Conflict, ValidationFailed
 from app.core.ids import uuid7
+from app.core.pagination import PageParams
 from app.models import EmailDelivery, NotificationTemplate
 from app.notifications import templates
 from app.notifications.email import list_deliveries, retry_delivery, send_delivery
@@ -34,6 +35,8 @@ from app.notifications.templates import file_templates, seed_templates
 from app.worker.queue import libpq_url, queue
 from tests.factories import create_user, events_of, signed_in
 from tests.test_cli import bazaar
+
+FIRST_PAGE = PageParams(page=1, limit=20, sort=None)
 
 # --- the SMTP sink --------------------------------------------------------------------------------
 
@@ -350,12 +353,12 @@ async def test_an_administrator_can_list_dead_emails_and_send_one_again(
     dead_id = await queue_welcome(user.id)
     await run_mail_worker(settings)
     async with sessionmaker()() as db:
-        dead, total = await list_deliveries(db, "dead", 1, 20)
+        dead, total = await list_deliveries(db, "dead", FIRST_PAGE)
         assert total == 1
         assert [d.id for d in dead] == [dead_id]
-        assert (await list_deliveries(db, "sent", 1, 20))[1] == 0
+        assert (await list_deliveries(db, "sent", FIRST_PAGE))[1] == 0
         with pytest.raises(ValidationFailed):
-            await list_deliveries(db, "lost", 1, 20)
+            await list_deliveries(db, "lost", FIRST_PAGE)
 
     server.always = None
     async with sessionmaker()() as db:
