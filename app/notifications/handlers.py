@@ -13,8 +13,9 @@ Decisions (also in ``docs/notifications.md``, "Events"):
 * a marketplace purchase mails its buyer one receipt that names the purchase's invoice; the
   ``invoice.issued`` of a ``purchase`` invoice notifies nobody (two mails for one purchase would
   be noise). Plan and charge invoices are notified on ``invoice.issued``;
-* ``listing.activated`` (after a review, or a hold lifted) is ``listing.approved``;
-  ``listing.held`` quotes the administrator's reason. A delisting notifies nobody (not asked for).
+* ``listing.published`` is ``listing.live``, or ``listing.submitted`` when it waits for a review
+  (the publishing flow's last step); ``listing.activated`` (after a review, or a hold lifted) is
+  ``listing.approved``; ``listing.held`` and ``listing.delisted`` quote the administrator's reason.
 """
 
 from collections.abc import Awaitable, Callable, Mapping
@@ -111,6 +112,50 @@ async def welcome(db: AsyncSession, event: Event, links: Links) -> list[Draft]:
 
 
 # --- marketplace ----------------------------------------------------------------------------------
+
+
+@handles("listing.published")
+async def listing_published(db: AsyncSession, event: Event, links: Links) -> list[Draft]:
+    """The last step of publishing: the builder hears that the listing is live, or that it
+    waits for a review (``LISTING_REVIEW_REQUIRED``)."""
+    payload = event.payload
+    builder_id = UUID(payload["builderId"])
+    names = await _names(db, {builder_id})
+    if builder_id not in names:
+        return []
+    project_name = await _project_name(db, payload["projectId"])
+    data = {"listingId": payload["listingId"], "projectId": payload["projectId"]}
+    if payload.get("status") == "pending_review":
+        url = links.page(f"/dashboard/projects/{payload['projectId']}")
+        variables = {"name": names[builder_id], "projectName": project_name, "projectUrl": url}
+        return [_draft(event, builder_id, "listing.submitted", variables, {**data, "url": url})]
+    url = links.page(f"/marketplace/{payload['projectId']}")
+    variables = {"name": names[builder_id], "projectName": project_name, "listingUrl": url}
+    return [_draft(event, builder_id, "listing.live", variables, {**data, "url": url})]
+
+
+@handles("listing.delisted")
+async def listing_delisted(db: AsyncSession, event: Event, links: Links) -> list[Draft]:
+    payload = event.payload
+    builder_id = UUID(payload["builderId"])
+    names = await _names(db, {builder_id})
+    if builder_id not in names:
+        return []
+    url = links.page(f"/dashboard/projects/{payload['projectId']}")
+    reason = payload.get("reason") or "no reason given"
+    variables = {
+        "name": names[builder_id],
+        "projectName": await _project_name(db, payload["projectId"]),
+        "reason": reason,
+        "projectUrl": url,
+    }
+    data = {
+        "listingId": payload["listingId"],
+        "projectId": payload["projectId"],
+        "reason": reason,
+        "url": url,
+    }
+    return [_draft(event, builder_id, "listing.delisted", variables, data)]
 
 
 @handles("listing.activated", "listing.held")

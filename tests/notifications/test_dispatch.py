@@ -150,6 +150,7 @@ async def test_a_marketplace_journey_notifies_each_person_once_with_the_right_wo
 
     assert await kinds(builder.id) == {
         "welcome": 1,
+        "listing.submitted": 1,
         "listing.approved": 2,
         "listing.held": 1,
         "sale.new": 2,
@@ -163,6 +164,8 @@ async def test_a_marketplace_journey_notifies_each_person_once_with_the_right_wo
     welcome = await one(builder.id, "welcome")
     assert welcome.title == "Welcome to Bazaar, Grace Builder"
     assert f"{BASE_URL}/dashboard" in welcome.message
+    submitted = await one(builder.id, "listing.submitted")
+    assert submitted.title == "“Support Copilot” is waiting for review"
     held = await one(builder.id, "listing.held")
     assert held.title == "“Support Copilot” was held by a moderator"
     assert "Reason given: Screenshots show another product" in held.message
@@ -191,13 +194,13 @@ async def test_a_marketplace_journey_notifies_each_person_once_with_the_right_wo
 
     # Every category defaults to email too: one queued email and one send job per notification.
     notifications, emails, jobs = await counts()
-    assert notifications == emails == jobs == 14
+    assert notifications == emails == jobs == 15
     async with sessionmaker()() as db:
         held_mail = await db.scalar(select(EmailDelivery).where(EmailDelivery.type == "listing.held"))
     assert held_mail is not None
     assert held_mail.to_address == builder.email
     assert "Screenshots show another product" in held_mail.html_body
-    assert len(await events_of("notification.sent")) == 14
+    assert len(await events_of("notification.sent")) == 15
 
     # Nothing is left, a second run finds nothing, and replaying every event changes nothing.
     assert await unnotified() == 0
@@ -206,8 +209,8 @@ async def test_a_marketplace_journey_notifies_each_person_once_with_the_right_wo
         await db.execute(update(OutboxEvent).values(notified_at=None))
         await db.commit()
     await dispatch_all()
-    assert await counts() == (14, 14, 14)
-    assert len(await events_of("notification.sent")) == 14
+    assert await counts() == (15, 15, 15)
+    assert len(await events_of("notification.sent")) == 15
 
 
 async def test_a_failing_mcp_client_tells_every_active_super_admin(client: httpx.AsyncClient) -> None:
@@ -304,3 +307,25 @@ async def test_an_event_whose_handler_fails_is_retried_then_set_aside_without_bl
     assert await unnotified() == 0
     assert await kinds(first.id) == {}
     assert await counts() == (1, 1, 1)
+
+
+@pytest.mark.parametrize("settings_changes", [{**JOURNEY, "listing_review_required": False}])
+async def test_publishing_without_review_tells_the_builder_it_is_live_and_a_delisting_why(
+    client: httpx.AsyncClient,
+) -> None:
+    admin = await signed_in(client, "super_admin")
+    builder = await sign_up(client, "builder", "Grace Builder")
+    project_id = await market.ready_project(client, builder, name="Sales Scout")
+    assert (await market.publish(client, builder, project_id))["status"] == "active"
+    await market.moderate(client, admin, project_id, "delisted", reason="Trademark complaint")
+
+    await dispatch_all()
+
+    assert await kinds(builder.id) == {"welcome": 1, "listing.live": 1, "listing.delisted": 1}
+    live = await one(builder.id, "listing.live")
+    assert live.title == "“Sales Scout” is live on the marketplace"
+    assert live.data["url"] == f"{BASE_URL}/marketplace/{project_id}"
+    delisted = await one(builder.id, "listing.delisted")
+    assert delisted.title == "“Sales Scout” was removed from the marketplace"
+    assert "Reason given: Trademark complaint" in delisted.message
+    assert delisted.data["reason"] == "Trademark complaint"
