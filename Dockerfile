@@ -35,7 +35,8 @@ RUN WAREHOUSE_DIR=/tmp/warehouse dbt parse --quiet --project-dir dbt --profiles-
 
 # var/ holds local state (a generated JWT secret when JWT_SECRET is unset outside production,
 # the Dagster instance under var/dagster); warehouse/ the landing files and DuckDB files (a
-# volume shared by the worker, the API and Dagster); dbt/target each dbt run's artifacts.
+# volume shared by the worker, the API and Dagster), including build/dbt-target, dbt's artifacts
+# and partial-parse state reused by every build of that warehouse.
 RUN useradd --create-home --uid 10001 bazaar \
     && mkdir -p var/dagster warehouse/landing warehouse/build warehouse/serve \
     && chown -R bazaar:bazaar var warehouse dbt

@@ -4,20 +4,23 @@ under the default schedule (see bench/README.md).
 Starts the stack as ``bazaar dev`` does, on a bench database ``bazaar_bench_freshness``, Redis
 keys under ``bazaar-bench-freshness:`` and a temporary ``WAREHOUSE_DIR`` and ``DAGSTER_HOME``
 (``pipelines/dagster.yaml`` copied in): ``bazaar serve``, ``bazaar worker`` (outbox relay and the
-Redis usage consumer) and ``dagster-daemon run -m pipelines.definitions`` (the refresh sensor at
-its default ``WAREHOUSE_REFRESH_SECONDS`` = 60, the queued run coordinator; the Dagster UI is not
-started, it plays no part in freshness). Before that it lands ``--beacons`` generated beacons and
-the marketplace's domain events (``bench/pipeline.py``) so each refresh builds a warehouse of a
-realistic size, and waits for Dagster's first run to publish.
+Redis usage consumer) and ``dagster-daemon run -m pipelines.definitions`` (the refresh sensor,
+looking every 5 s and starting a refresh at most every ``WAREHOUSE_REFRESH_SECONDS``, default 30;
+the queued run coordinator; the Dagster UI is not started, it plays no part in freshness).
+Before that it lands ``--beacons`` generated beacons and the marketplace's domain events
+(``bench/pipeline.py``) so each refresh builds a warehouse of a realistic size, and waits for
+Dagster's first run to publish.
 
 Then, for ``--minutes``, every 10-20 s (random) a probe: a batch of ``--batch`` message beacons
 of a new widget id, accepted through ``app.core.usage.publish_usage`` (what the API's
 track-usage endpoint calls: XADD to the usage stream, ``received_at`` stamped now). Each probe's
 widget is polled once a second on ``GET /api/analytics/widgets/<id>`` as a super admin (with
 the default response cache) until the endpoint reports all its messages; the latency is from
-the publish to that answer. Prints p50/p95/max over the probes (target p95 < 90 s), the sensor
-interval and the Dagster warehouse runs' durations (freshness ~ wait for the sensor tick + a
-run), then stops everything and cleans up.
+the publish to that answer. Prints p50/p95/max over the probes (target p95 < 90 s), the
+Dagster warehouse runs' durations split into phases (queue, run process start, compaction, dbt,
+publish) from the instance's event log, and the CPU seconds the Dagster processes used per run
+(the machine is shared: CPU time says what a run costs when wall time is stretched by others'
+load), then stops everything and cleans up.
 
     .venv/bin/python bench/freshness.py                  # 8 minutes of probes over 1M beacons
     .venv/bin/python bench/freshness.py --minutes 3 --beacons 100k
@@ -66,12 +69,15 @@ from bench.servers import (  # noqa: E402
     stopped_at_exit,
     wait_ready,
 )
+from pipelines.sensors import TICK_SECONDS  # noqa: E402
 
 DATABASE = "bazaar_bench_freshness"
 REDIS_PREFIX = "bazaar-bench-freshness:"
 PASSWORD = "bench-password-" + secrets.token_hex(4)
 ADMIN_EMAIL = "admin@bench.example"
 TARGET_P95_SECONDS = 90.0
+IDLE_SECONDS = 20.0
+ENDED = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
 @dataclass
@@ -192,8 +198,45 @@ async def run_probes(
     return probes
 
 
+# A run's phases, from its event log: (name, from event, to event). Steps are keyed by name.
+PHASES = (
+    ("queued", "created", "RUN_STARTING"),  # in the queue, then the launcher's call
+    ("process", "RUN_STARTING", "RUN_START"),  # the run's process starts and loads the code
+    ("compaction", "STEP_START:landing", "STEP_SUCCESS:landing"),
+    ("dbt", "STEP_START:warehouse_models", "STEP_SUCCESS:warehouse_models"),
+    ("publish", "STEP_START:served_marts", "STEP_SUCCESS:served_marts"),
+    ("total", "created", "RUN_SUCCESS"),  # what a beacon waiting for this run waits at most
+)
+
+
+def run_phases(instance: object, run_id: str, created: float) -> dict[str, float | None]:
+    """Seconds per phase of one run (None when an event is missing, e.g. a failed run)."""
+    import dagster as dg
+
+    moments: dict[str, float] = {"created": created}
+    for entry in instance.all_logs(run_id):  # type: ignore[attr-defined]
+        event = entry.dagster_event
+        if event is None:
+            continue
+        name = event.event_type.name  # the enum's name: its value is still PIPELINE_* for runs
+        if event.step_key:
+            name = f"{name}:{event.step_key}"
+        if event.event_type in (
+            dg.DagsterEventType.RUN_STARTING,
+            dg.DagsterEventType.RUN_START,
+            dg.DagsterEventType.RUN_SUCCESS,
+            dg.DagsterEventType.STEP_START,
+            dg.DagsterEventType.STEP_SUCCESS,
+        ):
+            moments.setdefault(name, entry.timestamp)
+    return {
+        phase: (moments[end] - moments[start]) if start in moments and end in moments else None
+        for phase, start, end in PHASES
+    }
+
+
 def warehouse_runs(dagster_home: Path) -> list[dict[str, object]]:
-    """The Dagster instance's warehouse runs: status, and seconds from start to end."""
+    """The Dagster instance's warehouse runs: status, seconds from start to end, phases."""
     import dagster as dg
 
     from pipelines.jobs import WAREHOUSE_RUN_TAG
@@ -206,15 +249,15 @@ def warehouse_runs(dagster_home: Path) -> list[dict[str, object]]:
             runs = []
             for record in sorted(records, key=lambda r: r.create_timestamp):
                 start_time, end_time = record.start_time, record.end_time
+                created = record.create_timestamp.timestamp()
                 runs.append(
                     {
                         "run_id": record.dagster_run.run_id,
                         "status": record.dagster_run.status.value,
-                        "created": record.create_timestamp.timestamp(),
-                        "queued_s": (start_time - record.create_timestamp.timestamp())
-                        if start_time
-                        else None,
+                        "created": created,
+                        "queued_s": (start_time - created) if start_time else None,
                         "seconds": (end_time - start_time) if start_time and end_time else None,
+                        "phases": run_phases(instance, record.dagster_run.run_id, created),
                     }
                 )
             return runs
@@ -223,6 +266,47 @@ def warehouse_runs(dagster_home: Path) -> list[dict[str, object]]:
             os.environ.pop("DAGSTER_HOME", None)
         else:
             os.environ["DAGSTER_HOME"] = previous
+
+
+def tree_cpu_seconds(root_pid: int) -> float:
+    """CPU seconds of a process and all its descendants, the finished ones included (a reaped
+    child's time is in its parent's ``cutime``): what the Dagster daemon, its code server, the
+    runs and their dbt processes have used."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        times[pid] = sum(int(value) for value in fields[11:15]) / ticks  # utime stime cutime cstime
+    total, frontier = 0.0, [root_pid]
+    while frontier:
+        pid = frontier.pop()
+        total += times.get(pid, 0.0)
+        frontier.extend(child for child, parent in parents.items() if parent == pid)
+    return total
+
+
+def idle_cpu_rate(daemon_pid: int, dagster_home: Path, timeout: float = 180.0) -> float | None:
+    """CPU seconds per second the daemon and its code server use with nothing to build (sensor
+    ticks, the run queue, heartbeats), measured over ``IDLE_SECONDS`` once the last warehouse run
+    has ended and while none starts; None when runs kept coming for ``timeout``. Subtracted from
+    the CPU used while probing, it leaves what the runs cost."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(run["status"] in ENDED for run in warehouse_runs(dagster_home)):
+            started, before = time.time(), tree_cpu_seconds(daemon_pid)
+            time.sleep(IDLE_SECONDS)
+            used, seconds = tree_cpu_seconds(daemon_pid) - before, time.time() - started
+            runs = warehouse_runs(dagster_home)
+            if all(run["status"] in ENDED and float(run["created"]) < started for run in runs):  # type: ignore[arg-type]
+                return used / seconds
+        time.sleep(2)
+    return None
 
 
 def wait_for_publish(layout: WarehouseLayout, daemon: Server, timeout: float) -> str:
@@ -253,6 +337,8 @@ def main() -> int:
     probes: list[Probe] = []
     runs: list[dict[str, object]] = []
     first_version = ""
+    dagster_cpu, probing_started, probing_seconds = 0.0, time.time(), 0.0
+    idle_rate: float | None = None
     try:
         started = time.perf_counter()
         beacons, events = land_base(warehouse, args.beacons, purchases=args.purchases, now=datetime.now(UTC))
@@ -289,8 +375,8 @@ def main() -> int:
             api = api_server.url
             wait_ready(api_server, timeout=240)
             print(
-                f"stack up: API {api}, worker, dagster-daemon "
-                f"(sensor every {settings.warehouse_refresh_seconds} s); "
+                f"stack up: API {api}, worker, dagster-daemon (sensor every {TICK_SECONDS} s, a "
+                f"refresh at most every {settings.warehouse_refresh_seconds} s); "
                 "waiting for Dagster's first warehouse run to publish ...",
                 flush=True,
             )
@@ -305,7 +391,11 @@ def main() -> int:
                 f"{args.min_gap:g}-{args.max_gap:g} s",
                 flush=True,
             )
+            cpu_before, probing_started = tree_cpu_seconds(daemon.process.pid), time.time()
             probes = asyncio.run(run_probes(args, settings, api, auth))
+            dagster_cpu = tree_cpu_seconds(daemon.process.pid) - cpu_before
+            probing_seconds = time.time() - probing_started
+            idle_rate = idle_cpu_rate(daemon.process.pid, dagster_home)
             if any(p.seen_at is None for p in probes):
                 print(f"API log (last lines):\n{api_server.tail(15)}")
             ensure_running(servers)
@@ -320,15 +410,41 @@ def main() -> int:
     interval = settings.warehouse_refresh_seconds
     print()
     print(
-        f"{human(args.beacons)} beacons landed first; sensor interval {interval} s; "
-        f"landing flush {settings.landing_flush_seconds:g} s"
+        f"{human(args.beacons)} beacons landed first; sensor every {TICK_SECONDS} s, a refresh at "
+        f"most every {interval} s; landing flush {settings.landing_flush_seconds:g} s"
     )
     if durations:
         run_median = statistics.median(durations)
         spread = f"median {run_median:.1f} s, min {min(durations):.1f} s, max {max(durations):.1f} s"
     else:
         run_median, spread = 0.0, "n/a"
-    print(f"warehouse runs: {len(runs)} ({len(successful)} succeeded); run duration {spread}")
+    statuses = ", ".join(
+        f"{sum(1 for r in runs if r['status'] == status)} {status.lower()}"
+        for status in sorted({str(r["status"]) for r in runs})
+    )
+    print(f"warehouse runs: {len(runs)} ({statuses}); run duration {spread}")
+    # The runs during the probes (the first run built the landed base).
+    probed = [
+        r
+        for r in successful
+        if probing_started <= float(r["created"]) <= probing_started + probing_seconds  # type: ignore[arg-type]
+    ]
+    if probed:
+        medians = []
+        for phase, _start, _end in PHASES:
+            values = [r["phases"][phase] for r in probed if r["phases"].get(phase) is not None]  # type: ignore[index,union-attr]
+            if values:
+                medians.append(f"{phase} {statistics.median(values):.1f}")  # type: ignore[arg-type]
+        print(f"  medians over the {len(probed)} runs during the probes, s: {', '.join(medians)}")
+        if idle_rate is None:
+            print(f"  Dagster's processes used {dagster_cpu:.0f} CPU-s in {probing_seconds:.0f} s of probes")
+        else:
+            idle = idle_rate * probing_seconds
+            print(
+                f"  Dagster's processes used {dagster_cpu:.0f} CPU-s in {probing_seconds:.0f} s of "
+                f"probes, {idle:.0f} of them at their idle rate ({idle_rate:.3f} CPU-s/s): "
+                f"{(dagster_cpu - idle) / len(probed):.1f} CPU-s per run"
+            )
     if latencies:
         p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
         verdict = "meets" if p95 < TARGET_P95_SECONDS and not missing else "MISSES"
@@ -338,7 +454,7 @@ def main() -> int:
         )
         print(f"  {verdict} the target p95 < {TARGET_P95_SECONDS:.0f} s")
         if durations:
-            print(f"  p50 / (sensor interval + median run) = {p50 / (interval + run_median):.2f}")
+            print(f"  p50 / median run = {p50 / run_median:.2f}")
     else:
         print(f"no probe was seen ({missing} missing)")
     print(f"{load_average()} after the run")
@@ -347,7 +463,11 @@ def main() -> int:
         "freshness",
         {
             "beacons": args.beacons,
-            "sensor_interval_s": settings.warehouse_refresh_seconds,
+            "sensor_tick_s": TICK_SECONDS,
+            "refresh_interval_s": settings.warehouse_refresh_seconds,
+            "dagster_cpu_s_while_probing": dagster_cpu,
+            "probing_s": probing_seconds,
+            "dagster_idle_cpu_s_per_s": idle_rate,
             "first_version": first_version,
             "probes": [asdict(p) for p in probes],
             "runs": runs,

@@ -50,7 +50,7 @@ from app.core.warehouse_layout import WarehouseLayout  # noqa: E402
 from app.worker.landing import land_frame  # noqa: E402
 from bench.generate_usage import generate_usage, land_directly  # noqa: E402
 from pipelines.build import build_warehouse  # noqa: E402
-from pipelines.dbt_project import ensure_manifest  # noqa: E402
+from pipelines.dbt_project import dbt_target_path, ensure_manifest  # noqa: E402
 from pipelines.resources import WarehouseResource  # noqa: E402
 
 # The event payloads of docs/events.md as the warehouse tests write them (one source of truth).
@@ -80,6 +80,8 @@ class Build:
     dbt_run_s: float | None = None  # run_results elapsed_time: models and tests
     models_s: float | None = None  # sum of the models' execution times
     tests_s: float | None = None  # sum of the tests' (data and unit) execution times
+    dbt_nodes: dict[str, int] = field(default_factory=dict)  # nodes run, by type (model, test, ...)
+    partial_parse: bool | None = None  # whether dbt reused the previous build's parse
 
 
 @dataclass
@@ -271,43 +273,59 @@ def _ts(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def dbt_breakdown(started_at: datetime, finished_at: datetime, full_refresh: bool) -> dict[str, float]:
-    """Where the dbt invocation's time went, from the target folder dagster-dbt gave it (a fresh
-    one per invocation under dbt/target/): the newest ``run_results.json`` of a ``build`` with
-    this ``--full-refresh`` setting written during this build."""
-    candidates = []
-    for results in (ROOT / "dbt" / "target").glob("*/run_results.json"):
-        written = datetime.fromtimestamp(results.stat().st_mtime, UTC)
-        if started_at <= written <= finished_at:
-            candidates.append((written, results))
-    for _written, results in sorted(candidates, reverse=True):
-        try:
-            data = json.loads(results.read_text())
-            log_lines = [
-                json.loads(line) for line in (results.parent / "dbt.log").read_text().splitlines() if line
-            ]
-        except (OSError, ValueError):
-            continue
-        if (
-            data.get("args", {}).get("which") != "build"
-            or bool(data["args"].get("full_refresh")) != full_refresh
-        ):
-            continue
-        stamps = {line["info"]["name"]: _ts(line["info"]["ts"]) for line in reversed(log_lines)}
-        first = _ts(log_lines[0]["info"]["ts"])
-        run_started = stamps.get("ConcurrencyLine", first)
-        by_type: dict[str, float] = {}
-        for node in data["results"]:
-            kind = node["unique_id"].split(".", 1)[0]
-            by_type[kind] = by_type.get(kind, 0.0) + node["execution_time"]
-        return {
-            "dbt_startup_s": (first - started_at).total_seconds(),
-            "dbt_parse_s": (run_started - first).total_seconds(),
-            "dbt_run_s": float(data["elapsed_time"]),
-            "models_s": by_type.get("model", 0.0),
-            "tests_s": by_type.get("test", 0.0) + by_type.get("unit_test", 0.0),
-        }
-    return {}
+def _rotation(log: Path) -> int:
+    """0 for dbt.log, n for dbt.log.n (older)."""
+    suffix = log.name.removeprefix("dbt.log").lstrip(".")
+    return int(suffix) if suffix.isdigit() else 0
+
+
+def dbt_breakdown(root: Path, started_at: datetime, full_refresh: bool) -> dict[str, Any]:
+    """Where the dbt invocation's time went, from the warehouse's dbt target folder
+    (``pipelines.dbt_project.dbt_target_path``, reused by every build): its ``run_results.json``
+    when a ``build`` with this ``--full-refresh`` setting wrote it during this build, and the
+    lines of that invocation in ``dbt.log`` (JSON, appended by every build)."""
+    target = dbt_target_path(WarehouseLayout(root))
+    results = target / "run_results.json"
+    try:
+        if datetime.fromtimestamp(results.stat().st_mtime, UTC) < started_at:
+            return {}
+        data = json.loads(results.read_text())
+        invocation = data["metadata"]["invocation_id"]
+        # dbt rotates its log at 10 MB (dbt.log.1 is older than dbt.log): a build's first lines
+        # may already be in a rotated file.
+        logs = sorted(target.glob("dbt.log*"), key=_rotation, reverse=True)
+        log_lines = [
+            line
+            for path in logs
+            for line in (json.loads(text) for text in path.read_text().splitlines() if text)
+            if line["info"].get("invocation_id") == invocation
+        ]
+    except (OSError, ValueError, KeyError):
+        return {}
+    if (
+        not log_lines
+        or data.get("args", {}).get("which") != "build"
+        or bool(data["args"].get("full_refresh")) != full_refresh
+    ):
+        return {}
+    stamps = {line["info"]["name"]: _ts(line["info"]["ts"]) for line in reversed(log_lines)}
+    first = _ts(log_lines[0]["info"]["ts"])
+    run_started = stamps.get("ConcurrencyLine", first)
+    by_type: dict[str, float] = {}
+    for node in data["results"]:
+        kind = node["unique_id"].split(".", 1)[0]
+        by_type[kind] = by_type.get(kind, 0.0) + node["execution_time"]
+    return {
+        "dbt_startup_s": (first - started_at).total_seconds(),
+        "dbt_parse_s": (run_started - first).total_seconds(),
+        "dbt_run_s": float(data["elapsed_time"]),
+        "models_s": by_type.get("model", 0.0),
+        "tests_s": by_type.get("test", 0.0) + by_type.get("unit_test", 0.0),
+        "dbt_nodes": {
+            kind: sum(1 for n in data["results"] if n["unique_id"].startswith(kind + ".")) for kind in by_type
+        },
+        "partial_parse": not any(line["info"]["name"] == "UnableToPartialParse" for line in log_lines),
+    }
 
 
 def timed_build(root: Path, *, full_refresh: bool, verbose: bool) -> Build:
@@ -326,7 +344,7 @@ def timed_build(root: Path, *, full_refresh: bool, verbose: bool) -> Build:
     dbt_started_at = started_at + timedelta(
         seconds=next((t for t, line in marks if line.strip().startswith("[2/3]")), started) - started
     )
-    breakdown = dbt_breakdown(dbt_started_at, datetime.now(UTC), full_refresh)
+    breakdown = dbt_breakdown(root, dbt_started_at, full_refresh)
 
     def first(prefix: str, default: float) -> float:
         return next((t for t, line in marks if line.strip().startswith(prefix)), default)
@@ -364,10 +382,12 @@ def print_build(label: str, build: Build, baseline: float, top: int) -> None:
         f"publish {build.publish_s:.1f} s; {build.cpu_s:.0f} CPU-s){target}"
     )
     if build.dbt_run_s is not None:
+        nodes = ", ".join(f"{count} {kind}s" for kind, count in build.dbt_nodes.items())
+        parse = "partial" if build.partial_parse else "full"
         print(
-            f"{'':<18}dbt: startup {build.dbt_startup_s:.1f} s, parse {build.dbt_parse_s:.1f} s, "
+            f"{'':<18}dbt: startup {build.dbt_startup_s:.1f} s, parse {build.dbt_parse_s:.1f} s ({parse}), "
             f"run {build.dbt_run_s:.1f} s (summed over 2 threads: models {build.models_s:.1f} s, "
-            f"tests {build.tests_s:.1f} s)"
+            f"tests {build.tests_s:.1f} s; {nodes})"
         )
     for name, seconds in build.nodes[:top]:
         print(f"{'':<18}{seconds:6.1f} s  {name}")

@@ -8,7 +8,7 @@ refuse the second writer of the build file (nothing is lost, the later build fai
 from collections.abc import Callable
 
 from pipelines.compaction import compact_landing
-from pipelines.dbt_project import dbt_cli_resource, ensure_manifest
+from pipelines.dbt_project import dbt_build_args, dbt_cli_resource, dbt_target_path, ensure_manifest
 from pipelines.publish import publish_marts
 from pipelines.resources import WarehouseResource
 
@@ -32,7 +32,8 @@ class WarehouseBuildError(RuntimeError):
 def build_warehouse(
     warehouse: WarehouseResource, *, full_refresh: bool = False, echo: Callable[[str], None] = print
 ) -> str:
-    """Build and publish once; returns the published version."""
+    """Build and publish once; returns the published version. Without ``full_refresh``, the
+    build a Dagster refresh run does (incremental models, the refresh selection of tests)."""
     layout = warehouse.layout
     echo(f"warehouse {layout.root}")
     report = compact_landing(layout, settle_seconds=warehouse.settle_seconds, full=full_refresh)
@@ -41,10 +42,10 @@ def build_warehouse(
         f"in {len(report.partitions)} partitions"
     )
     ensure_manifest(warehouse)
-    args = ["build", "--full-refresh"] if full_refresh else ["build"]
+    args = dbt_build_args(full_refresh=full_refresh)
     echo(f"[2/3] dbt {' '.join(args)}")
     with warehouse.dbt_environment():
-        invocation = dbt_cli_resource().cli(args, raise_on_error=False)
+        invocation = dbt_cli_resource().cli(args, raise_on_error=False, target_path=dbt_target_path(layout))
         for event in invocation.stream_raw_events():
             info = event.raw_event.get("info", {})
             if info.get("name") in _DBT_PROGRESS_EVENTS:

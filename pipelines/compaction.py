@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from app.core.warehouse_layout import LANDING_STREAMS, WarehouseLayout
 from pipelines.durable import fsync_path
@@ -125,7 +125,7 @@ def _merge(partition: Path, files: list[Path]) -> tuple[Path, int]:
 
 def parquet_row_count(path: Path) -> int:
     """Rows of a Parquet file, from its footer (no row is read)."""
-    return pq.read_metadata(path).num_rows
+    return int(pq.read_metadata(path).num_rows)
 
 
 def _is_settled(path: Path, now: float, settle_seconds: float) -> bool:

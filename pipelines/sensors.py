@@ -1,5 +1,17 @@
 """Near-real-time refresh: a warehouse run whenever the worker has landed new files.
 
+The sensor looks every ``TICK_SECONDS`` (5), which costs a listing of the landing folders, and
+requests a refresh as soon as there are new files, no warehouse run is queued or running, and
+the latest warehouse run was created at least ``WAREHOUSE_REFRESH_SECONDS`` (30) ago. So a run
+that ends with newer files waiting is followed by the next one within a tick rather than a
+whole interval later, and refreshes still start at most once per interval (a small warehouse on
+a busy stream does not rebuild back to back).
+
+A refresh builds what the new files can change: when only one landing stream has new files (a
+widget's beacons, say, and no domain event), the run selects that stream's models and what
+depends on them, with their ``refresh`` checks, and publishes; the other stream's models hold
+nothing new and are left as they are. The first run of an instance and retries build it all.
+
 The cursor remembers when the previous tick listed the landing folders. A file counts as new
 when its ``ctime`` (which a rename updates, so it is when the worker's file appeared under its
 final name) is at or after that moment, minus a small overlap for clock granularity; files of
@@ -15,18 +27,24 @@ tick; the next landed file or the daily build tries again after that.
 import json
 import time
 from dataclasses import dataclass
+from functools import cache
 
 import dagster as dg
 
 from app.core.config import get_settings
+from app.core.warehouse_layout import LANDING_STREAMS
+from pipelines.assets import landing, served_marts, warehouse_models
 from pipelines.compaction import landing_part_files
+from pipelines.dbt_project import refresh_check_keys
 from pipelines.jobs import WAREHOUSE_RUN_TAG, run_tags, warehouse_refresh_job
 from pipelines.resources import WarehouseResource
 
 _OVERLAP_NS = 2_000_000_000
+TICK_SECONDS = 5
 MAX_RETRIES = 3
 RETRY_OF_TAG = "bazaar/retry-of"
 RETRY_ATTEMPT_TAG = "bazaar/retry-attempt"
+STREAMS_TAG = "bazaar/landing-streams"  # on a refresh of only some streams' models
 _UNFINISHED = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -60,25 +78,63 @@ def warehouse_run_unfinished(instance: dg.DagsterInstance) -> bool:
     return bool(runs)
 
 
-def retry_tags(instance: dg.DagsterInstance, cursor: "LandingCursor | None") -> dict[str, str] | None:
-    """Tags of a run retrying the latest warehouse run if it failed and is still to be retried."""
+def latest_warehouse_run(instance: dg.DagsterInstance) -> dg.RunRecord | None:
     records = instance.get_run_records(filters=dg.RunsFilter(tags={WAREHOUSE_RUN_TAG: "true"}), limit=1)
-    if not records or records[0].dagster_run.status != dg.DagsterRunStatus.FAILURE:
+    return records[0] if records else None
+
+
+def retry_tags(latest: dg.RunRecord | None, cursor: "LandingCursor | None") -> dict[str, str] | None:
+    """Tags of a run retrying the latest warehouse run if it failed and is still to be retried."""
+    if latest is None or latest.dagster_run.status != dg.DagsterRunStatus.FAILURE:
         return None
-    failed = records[0].dagster_run
+    failed = latest.dagster_run
     attempt = int(failed.tags.get(RETRY_ATTEMPT_TAG, "0")) + 1
     if (cursor is not None and cursor.retried == failed.run_id) or attempt > MAX_RETRIES:
         return None
     return {RETRY_OF_TAG: failed.run_id, RETRY_ATTEMPT_TAG: str(attempt)}
 
 
+@cache
+def refresh_selection(streams: frozenset[str]) -> tuple[list[dg.AssetKey], list[dg.AssetCheckKey]]:
+    """The assets a refresh of new files in ``streams`` builds (everything downstream of those
+    landing streams, and the landing step itself, which compacts both) and their ``refresh``
+    checks."""
+    landing_keys = [dg.AssetKey(["landing", stream]) for stream in LANDING_STREAMS]
+    changed = [dg.AssetKey(["landing", stream]) for stream in sorted(streams)]
+    selected = (
+        dg.AssetSelection.assets(*changed).downstream() | dg.AssetSelection.assets(*landing_keys)
+    ).resolve([landing, warehouse_models, served_marts])
+    checks = [key for key in refresh_check_keys() if key.asset_key in selected]
+    return sorted(selected, key=lambda key: key.to_user_string()), checks
+
+
+def refresh_request(streams: frozenset[str], tags: dict[str, str]) -> dg.RunRequest:
+    """The refresh of the models new files in ``streams`` can change (all of them: the job)."""
+    if streams >= set(LANDING_STREAMS):
+        return dg.RunRequest(tags=tags)
+    assets, checks = refresh_selection(streams)
+    return dg.RunRequest(
+        tags={**tags, STREAMS_TAG: ",".join(sorted(streams))},
+        asset_selection=assets,
+        asset_check_keys=checks,
+    )
+
+
+def seconds_until_due(latest: dg.RunRecord | None, refresh_seconds: float, now: float) -> float:
+    """How long until a refresh may start: ``refresh_seconds`` after the latest warehouse run was
+    created (0 when it is due)."""
+    if latest is None:
+        return 0.0
+    return max(0.0, latest.create_timestamp.timestamp() + refresh_seconds - now)
+
+
 @dg.sensor(
     job=warehouse_refresh_job,
-    minimum_interval_seconds=get_settings().warehouse_refresh_seconds,
+    minimum_interval_seconds=TICK_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests a warehouse refresh when the worker has landed files since the last one "
-    "or the latest warehouse run failed (every WAREHOUSE_REFRESH_SECONDS), never while a warehouse "
-    "run is queued or running.",
+    "or the latest warehouse run failed: looks every 5 s, never while a warehouse run is queued or "
+    "running, and at most once every WAREHOUSE_REFRESH_SECONDS.",
 )
 def new_landing_files_sensor(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
@@ -100,9 +156,17 @@ def new_landing_files_sensor(
     if cursor is None:
         # First tick of this instance: build whatever has landed, compacted or not.
         new = any(layout.landing.glob("*/dt=*/*.parquet"))
+        streams = frozenset(LANDING_STREAMS)
     else:
-        new = any(ctime >= cursor.since_ns and name not in cursor.seen for name, ctime in files.items())
-    retry = retry_tags(context.instance, cursor)
+        # Names are <stream>/dt=<day>/part-*.parquet.
+        streams = frozenset(
+            name.split("/", 1)[0]
+            for name, ctime in files.items()
+            if ctime >= cursor.since_ns and name not in cursor.seen
+        )
+        new = bool(streams)
+    latest = latest_warehouse_run(context.instance)
+    retry = retry_tags(latest, cursor)
     since_ns = listed_at_ns - _OVERLAP_NS
     next_cursor = LandingCursor(
         since_ns,
@@ -111,7 +175,17 @@ def new_landing_files_sensor(
     ).dump()
     if not new and not retry:
         return dg.SensorResult(skip_reason=dg.SkipReason("no new landing files"), cursor=next_cursor)
+    wait = seconds_until_due(latest, get_settings().warehouse_refresh_seconds, listed_at_ns / 1e9)
+    if wait > 0:
+        # The cursor stays: the files are still new for the tick that requests the refresh.
+        return dg.SensorResult(
+            skip_reason=dg.SkipReason(f"new landing files; the next refresh is due in {wait:.0f} s"),
+            cursor=context.cursor,
+        )
+    if retry:
+        # A failed run may have compacted files of either stream: rebuild everything.
+        streams = frozenset(LANDING_STREAMS)
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(tags={**run_tags("refresh"), **(retry or {})})],
+        run_requests=[refresh_request(streams, {**run_tags("refresh"), **(retry or {})})],
         cursor=next_cursor,
     )

@@ -3,7 +3,11 @@
 -- its `refund` transaction. Both are written in one commit, so a mismatch is a bug upstream
 -- or an event that has not landed yet: a warning, so a half-landed commit does not stop the
 -- build that would bring its other half.
-{{ config(severity='warn') }}
+{{ config(
+    severity='warn',
+    tags=['refresh'],
+    meta={'dagster': {'ref': {'name': 'fct_ledger_entries'}}},
+) }}
 
 with legs as (
     select

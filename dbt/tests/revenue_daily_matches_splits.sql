@@ -1,5 +1,7 @@
 -- revenue_daily is a regrouping of fct_revenue_splits: per currency, its totals equal the
 -- splits' totals to the cent.
+-- A refresh runs it (tag `refresh`); Dagster shows it as a check of revenue_daily.
+{{ config(tags=['refresh'], meta={'dagster': {'ref': {'name': 'revenue_daily'}}}) }}
 with splits as (
     select
         currency,

@@ -7,7 +7,13 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from pipelines.dbt_project import MARTS_SCHEMA, WarehouseDbtTranslator, dbt_project, ensure_manifest
+from pipelines.dbt_project import (
+    MARTS_SCHEMA,
+    WarehouseDbtTranslator,
+    dbt_project,
+    dbt_target_path,
+    ensure_manifest,
+)
 from pipelines.jobs import DBT_OP, WAREHOUSE_POOL, WarehouseBuildConfig
 from pipelines.resources import WarehouseResource
 
@@ -26,10 +32,18 @@ def warehouse_models(
     config: WarehouseBuildConfig,
 ) -> Iterator[Any]:
     # `build` runs each model's tests right after it, so a failing test stops its dependents and
-    # the publish step: the API keeps serving the last good version.
-    args = ["build", "--full-refresh"] if config.full_refresh else ["build"]
+    # the publish step: the API keeps serving the last good version. Which models and tests run
+    # follows the run's selection (dagster-dbt adds it): the refresh job selects every model and
+    # the tests tagged `refresh`, the daily full build everything.
+    # Unit tests check the SQL, not the data: the full build (and `make test`) runs them.
+    args = (
+        ["build", "--full-refresh"]
+        if config.full_refresh
+        else ["build", "--exclude", "resource_type:unit_test"]
+    )
     with warehouse.dbt_environment():
-        yield from dbt.cli(args, context=context).stream()
+        target_path = dbt_target_path(warehouse.layout)
+        yield from dbt.cli(args, context=context, target_path=target_path).stream()
 
 
 def mart_keys() -> list[dg.AssetKey]:

@@ -9,6 +9,7 @@ import pipelines
 from pipelines.definitions import defs
 from pipelines.jobs import WAREHOUSE_RUN_TAG
 from pipelines.resources import WarehouseResource
+from pipelines.sensors import TICK_SECONDS
 
 
 def test_the_code_location_loads_with_the_whole_warehouse_graph():
@@ -32,10 +33,13 @@ def test_the_code_location_loads_with_the_whole_warehouse_graph():
 
 def test_jobs_sensor_and_schedule_are_warehouse_runs_that_start_on_their_own():
     for name in ("warehouse_refresh", "warehouse_full_build"):
-        assert defs.resolve_job_def(name).tags[WAREHOUSE_RUN_TAG] == "true"
+        job = defs.resolve_job_def(name)
+        assert job.tags[WAREHOUSE_RUN_TAG] == "true"
+        # Steps run in the run's own process, not one process (and code import) per step.
+        assert job.executor_def.name == dg.in_process_executor.name
     sensor = defs.resolve_sensor_def("new_landing_files_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.minimum_interval_seconds == 60
+    assert sensor.minimum_interval_seconds == TICK_SECONDS == 5
     schedule = defs.resolve_schedule_def("daily_full_build")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert schedule.job_name == "warehouse_full_build"
@@ -57,5 +61,54 @@ def test_the_instance_template_queues_runs_and_allows_one_warehouse_run_at_a_tim
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         queue = instance.get_concurrency_config().run_queue_config
         assert {"key": WAREHOUSE_RUN_TAG, "limit": 1} in queue.tag_concurrency_limits
+        # A queued refresh starts within a second, not Dagster's default 5.
+        assert instance.run_coordinator.dequeue_interval_seconds == 1
         instance.get_runs()  # storage is created under DAGSTER_HOME
     assert (tmp_path / "history" / "runs.db").exists()
+
+
+def test_a_dbt_invocation_does_not_first_load_dbt_twice_more_in_the_run(monkeypatch):
+    # dagster-dbt asks `dbt --version` in a new process and loads dbt's profile, project and
+    # adapter in the run's own process before every invocation: seconds of CPU on every refresh,
+    # for a version the installed package knows and metadata these assets never fetch.
+    import inspect
+    from importlib.metadata import version
+
+    import dagster_dbt.core.resource as dagster_dbt_resource
+    import dbt.config.runtime
+    from dagster_dbt import DbtCliResource
+    from packaging.version import Version
+
+    from pipelines.dbt_project import dbt_cli_resource
+
+    def fails(*args, **kwargs):
+        raise AssertionError(f"called with {args}")
+
+    monkeypatch.setattr(dagster_dbt_resource, "check_output", fails)
+    monkeypatch.setattr(dbt.config.runtime, "load_profile", fails)
+    resource = dbt_cli_resource()
+    assert resource._cli_version == Version(version("dbt-core"))
+    assert resource._initialize_dbt_core_adapter(["build"]) is None
+    # The hooks overridden are the ones dagster-dbt's `cli` calls (caught on an upgrade).
+    source = inspect.getsource(DbtCliResource.cli)
+    assert "self._cli_version" in source
+    assert "self._initialize_dbt_core_adapter(" in source
+
+
+def test_the_refresh_job_runs_every_model_with_only_the_tests_tagged_refresh():
+    from pipelines.assets import warehouse_models
+    from pipelines.dbt_project import refresh_check_keys
+
+    job = defs.resolve_job_def("warehouse_refresh")
+    checks = {key.name for key in job.asset_layer.asset_graph.asset_check_keys}
+    assert {
+        "revenue_daily_matches_splits",
+        "ledger_transactions_balance",
+        "unique_fct_revenue_splits_purchase_id",
+    } <= checks
+    assert not any(name.startswith(("not_null", "accepted_values", "relationships")) for name in checks)
+    assert checks == {key.name for key in refresh_check_keys()}
+    # dagster-dbt names each selected model and test on dbt's command line; past 200 it runs a
+    # copy of the whole dbt project from a temporary folder instead (no partial parsing, a folder
+    # left behind per run).
+    assert len(warehouse_models.keys) + len(checks) < 200

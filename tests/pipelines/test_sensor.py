@@ -1,13 +1,23 @@
-"""The refresh sensor: a warehouse run only when the worker has landed new files, one at a time."""
+"""The refresh sensor: a warehouse run only when the worker has landed new files, one at a time,
+at most once per WAREHOUSE_REFRESH_SECONDS."""
 
 from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
 
+from app.core.config import get_settings
+from pipelines import sensors
 from pipelines.compaction import compact_landing
 from pipelines.jobs import WAREHOUSE_RUN_TAG, run_tags
-from pipelines.sensors import MAX_RETRIES, RETRY_OF_TAG, new_landing_files_sensor
+from pipelines.sensors import (
+    MAX_RETRIES,
+    RETRY_OF_TAG,
+    STREAMS_TAG,
+    latest_warehouse_run,
+    new_landing_files_sensor,
+    seconds_until_due,
+)
 from tests.pipelines.landing_events import Marketplace, write_part
 
 
@@ -15,6 +25,21 @@ from tests.pipelines.landing_events import Marketplace, write_part
 def instance():
     with dg.instance_for_test() as instance:
         yield instance
+
+
+@pytest.fixture
+def default_refresh_interval():
+    """For the tests about the interval itself: WAREHOUSE_REFRESH_SECONDS as configured."""
+
+
+@pytest.fixture(autouse=True)
+def refresh_always_due(request, monkeypatch):
+    """Runs in these tests are created a moment apart: unless a test asks for
+    ``default_refresh_interval``, a refresh is due as soon as none is queued or running."""
+    if "default_refresh_interval" in request.fixturenames:
+        return
+    settings = get_settings().model_copy(update={"warehouse_refresh_seconds": 0})
+    monkeypatch.setattr(sensors, "get_settings", lambda: settings)
 
 
 @dg.op
@@ -170,3 +195,53 @@ def test_a_failure_that_repeats_is_retried_a_bounded_number_of_times(ephemeral, 
     write_part(layout, "usage", market.messages(1), landed_at=datetime.now(UTC))
     [request], _ = requests(ephemeral, warehouse, cursor)  # newly landed rows: a run again
     assert RETRY_OF_TAG not in request.tags
+
+
+def test_refreshes_start_at_most_once_per_interval_and_new_files_wait_for_the_tick_when_one_is_due(
+    instance, layout, warehouse, default_refresh_interval
+):
+    market = Marketplace()
+    write_part(layout, "usage", market.messages(1), landed_at=datetime.now(UTC))
+    [request], cursor = requests(instance, warehouse, None)
+    start(instance, request, status=dg.DagsterRunStatus.SUCCESS)  # a quick refresh, already done
+
+    write_part(layout, "usage", market.messages(1), landed_at=datetime.now(UTC))
+    result, cursor_while_waiting = tick(instance, warehouse, cursor)
+    assert not result.run_requests
+    assert "due in" in result.skip_reason.skip_message
+    assert cursor_while_waiting == cursor  # the new file still counts at the tick that is due
+
+    latest = latest_warehouse_run(instance)
+    created = latest.create_timestamp.timestamp()
+    interval = get_settings().warehouse_refresh_seconds
+    assert interval == 30
+    assert seconds_until_due(latest, interval, now=created + 10) == pytest.approx(20)
+    assert seconds_until_due(latest, interval, now=created + interval) == 0
+    assert seconds_until_due(None, interval, now=created) == 0  # never built: build now
+
+
+def test_a_refresh_builds_what_the_new_files_can_change(instance, layout, warehouse):
+    market = Marketplace()
+    write_part(layout, "events", market.sign_ups_and_sale(), landed_at=datetime.now(UTC))
+    [first], cursor = requests(instance, warehouse, None)
+    assert first.asset_selection is None  # the first run of an instance builds everything
+    start(instance, first, status=dg.DagsterRunStatus.SUCCESS)
+
+    # Only beacons landed: the usage models and what reads them, with their key and money checks.
+    write_part(layout, "usage", market.messages(2), landed_at=datetime.now(UTC))
+    [usage_only], cursor = requests(instance, warehouse, cursor)
+    assert usage_only.tags[STREAMS_TAG] == "usage"
+    selected = {key.to_user_string() for key in usage_only.asset_selection}
+    assert {"staging/stg_usage_beacons", "marts/usage_by_period", "served_marts"} <= selected
+    assert not selected & {"staging/stg_events", "marts/revenue_daily", "marts/fct_revenue_splits"}
+    checks = {key.name for key in usage_only.asset_check_keys}
+    assert "unique_combination_usage_by_period_grain__period_start__widget_id" in checks
+    assert not any(name.startswith("not_null") for name in checks)
+    start(instance, usage_only, status=dg.DagsterRunStatus.SUCCESS)
+
+    # Both streams: the whole refresh job.
+    write_part(layout, "usage", market.messages(1), landed_at=datetime.now(UTC))
+    write_part(layout, "events", market.sign_ups_and_sale(), landed_at=datetime.now(UTC))
+    [both], _ = requests(instance, warehouse, cursor)
+    assert both.asset_selection is None
+    assert STREAMS_TAG not in both.tags

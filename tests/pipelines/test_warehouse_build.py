@@ -3,6 +3,7 @@
 This runs the real dbt project: a build takes a minute or more on a busy machine.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import dagster as dg
 import duckdb
 
 from pipelines.assets import landing, served_marts, warehouse_models
-from pipelines.dbt_project import dbt_cli_resource
+from pipelines.dbt_project import dbt_cli_resource, dbt_target_path
+from pipelines.jobs import warehouse_refresh_job
 from pipelines.publish import published_versions
 from tests.pipelines.landing_events import Marketplace, write_part
 
@@ -51,6 +53,17 @@ def llm_served(layout, market):
     return row
 
 
+def invocation_log_mentions(layout, event_name):
+    """Whether the latest dbt invocation on this warehouse logged an event of this name."""
+    target = dbt_target_path(layout)
+    invocation = json.loads((target / "run_results.json").read_text())["metadata"]["invocation_id"]
+    for text in (target / "dbt.log").read_text().splitlines():
+        line = json.loads(text)
+        if line["info"].get("invocation_id") == invocation and line["info"]["name"] == event_name:
+            return True
+    return False
+
+
 def test_landed_events_are_built_checked_published_and_refreshed_from_dagster_and_the_command_line(
     layout, warehouse
 ):
@@ -62,7 +75,8 @@ def test_landed_events_are_built_checked_published_and_refreshed_from_dagster_an
     for _ in range(3):
         write_part(layout, "usage", market.messages(2), landed_at=now, age_s=600)
 
-    first = materialize(warehouse)
+    # What the `warehouse_refresh` job selects: every asset, and the dbt tests tagged `refresh`.
+    first = materialize(warehouse, selection=warehouse_refresh_job.selection)
 
     assert first.success
     version = layout.current_version()
@@ -79,10 +93,18 @@ def test_landed_events_are_built_checked_published_and_refreshed_from_dagster_an
     ) == [(1000,)]
     # The three small usage files were merged before dbt read them.
     assert len(list(layout.landing_stream("usage").glob("dt=*/*.parquet"))) == 1
-    # dbt's tests ran as asset checks, and passed.
+    # The refresh's dbt tests ran as asset checks (the singular ones too) and none failed: the
+    # purchases reconcile with the ledger only at `warn` (this sale has no ledger legs). Only the
+    # marts' key and money tests ran; the daily full build runs every not_null and the others.
     checks = first.get_asset_check_evaluations()
-    assert checks
-    assert all(check.passed for check in checks)
+    names = {check.check_name for check in checks}
+    assert {check.check_name for check in checks if not check.passed} == {"purchases_reconcile_with_ledger"}
+    assert all(check.passed or check.severity == dg.AssetCheckSeverity.WARN for check in checks)
+    assert {
+        "revenue_daily_matches_splits",
+        "unique_combination_usage_by_period_grain__period_start__widget_id",
+    } <= names
+    assert not any(name.startswith(("not_null", "accepted_values", "relationships")) for name in names)
 
     # More usage lands (one beacon delivered twice); `bazaar warehouse-build` builds incrementally
     # and serves it from a new version.
@@ -108,7 +130,10 @@ def test_landed_events_are_built_checked_published_and_refreshed_from_dagster_an
     second = layout.current_version()
     assert second not in (None, version)
     assert f"published {second}" in done.stdout
-    assert "[2/3] dbt build" in done.stdout
+    assert "[2/3] dbt build --selector refresh" in done.stdout
+    # Builds of one warehouse share a dbt target folder, so this one reused the last parse.
+    assert not invocation_log_mentions(layout, "UnableToPartialParse")
+    assert invocation_log_mentions(layout, "PartialParsingEnabled")
     assert messages_served(layout, market) == 9
     assert llm_served(layout, market) == (3, 2050, Decimal("0.000540"))
     with duckdb.connect(str(layout.served_file(version)), read_only=True) as con:

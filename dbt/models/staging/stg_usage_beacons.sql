@@ -17,7 +17,10 @@ select
     client_ts,
     received_at,
     {{ utc_day('received_at') }} as received_day,
-    landed_at
+    landed_at,
+    -- When this build staged the row: rows a later build adds have a later `staged_at`, so the
+    -- usage marts rework only what is new (int_usage_by_period) whatever order files land in.
+    {{ build_started_at() }} as staged_at
 from landed
 -- Copies of one beacon can differ (a client retry is stamped anew when accepted) and can share
 -- a file: the tie-break makes the surviving copy the same in every build, incremental or full.
