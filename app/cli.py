@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -204,6 +205,14 @@ def dev() -> None:
         "api": subprocess.Popen([sys.executable, "-m", "app", "serve"], env=env),
         "worker": subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env),
     }
+    # The Dagster instance's SQLite storage is created (or upgraded) once, before its two
+    # processes start: started together on a fresh instance, the UI and the daemon both stamp
+    # the schedule storage's schema version and then refuse to start ("more than one head").
+    dagster_storage = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster"), "instance", "migrate"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     base = f"http://{settings.api_host}:{settings.api_port}"
     dagster_ui = f"http://{settings.api_host}:{settings.dagster_port}"
     try:
@@ -211,6 +220,7 @@ def dev() -> None:
             # Dagster starts once the API answers: its processes are heavy to import and would slow
             # the API's start on a small machine. The code location parses dbt/ when the manifest
             # is stale, so the UI may still be loading when the banner is printed.
+            dagster_storage.wait(timeout=120)
             processes.update(_start_dagster(env))
             dagster_state = (
                 "" if _wait_for(f"{dagster_ui}/server_info", timeout=90) else "   (still starting)"
@@ -278,7 +288,6 @@ def _dagster_environment() -> dict[str, str]:
     """The Dagster processes' instance (``var/dagster``, from the template in ``pipelines/``) and
     an absolute ``WAREHOUSE_DIR``: runs and dbt start in other working directories."""
     import shutil
-    from pathlib import Path
 
     settings = get_settings()
     dagster_home = (settings.var_dir / "dagster").resolve()
@@ -292,8 +301,6 @@ def _start_dagster(env: dict[str, str]) -> dict[str, "subprocess.Popen[bytes]"]:
     """The Dagster UI and the daemon (sensors, schedules, the run queue) on the code location,
     each in its own process group so that stopping it also stops the code servers and runs it
     started."""
-    from pathlib import Path
-
     settings = get_settings()
     bin_dir = Path(sys.executable).parent
     location = ["-m", "pipelines.definitions"]
