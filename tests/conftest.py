@@ -215,6 +215,9 @@ SLOW_FIRST = (
     "tests/e2e/test_make_run.py",
     "tests/e2e/test_analytics_journey.py",
     "tests/warehouse/",
+    "tests/notifications/test_dispatch_kill.py",
+    "tests/notifications/test_stream.py",
+    "tests/marketplace/test_listing_views.py",
 )
 
 

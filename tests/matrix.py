@@ -55,9 +55,11 @@ def module_client() -> Callable[..., AsyncIterator[httpx.AsyncClient]]:
     return client
 
 
-async def event_count() -> int:
+async def event_count(*, ignoring: tuple[str, ...] = ()) -> int:
+    """Events recorded so far, leaving out the types in ``ignoring``."""
     async with sessionmaker()() as db:
-        return int((await db.execute(select(func.count()).select_from(OutboxEvent))).scalar_one())
+        stmt = select(func.count()).select_from(OutboxEvent).where(OutboxEvent.type.not_in(ignoring))
+        return int((await db.execute(stmt)).scalar_one())
 
 
 def assert_error_shape(response: httpx.Response) -> dict[str, Any]:

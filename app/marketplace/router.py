@@ -4,7 +4,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.analytics.deps import Report
-from app.auth.deps import CurrentPrincipal, OptionalPrincipal, require_permission
+from app.auth.deps import Client, CurrentPrincipal, OptionalPrincipal, require_permission
 from app.auth.permissions import Perm
 from app.core.db import DB
 from app.core.idempotency import idempotency_key
@@ -81,10 +81,16 @@ async def marketplace_analytics(
 
 
 @router.get("/projects/{project_id}", response_model=ListingDetail, responses=errors(404))
-async def get_listing(project_id: UUID, db: DB, principal: OptionalPrincipal) -> ListingDetail:
+async def get_listing(
+    project_id: UUID, db: DB, principal: OptionalPrincipal, client: Client
+) -> ListingDetail:
     """A listing by project id (or listing id), with builder name and purchase count. Public for
-    active listings; the owner and admins also see other states and the moderation trail."""
-    return await marketplace_service.detail(db, principal, project_id)
+    active listings; the owner and admins also see other states and the moderation trail.
+    Reading an active listing counts a view (once per viewer and UTC day; not the owner's or an
+    admin's) for the platform's conversion rate."""
+    listing = await marketplace_service.detail(db, principal, project_id)
+    await marketplace_service.record_view(db, runtime().cache, principal, client, listing)
+    return listing
 
 
 @router.post(

@@ -4,7 +4,10 @@ A purchase is ``pending`` until its payment succeeds; then, in one transaction, 
 ``completed``, the sale is split and posted to the ledger, and a paid invoice is issued.
 """
 
-from datetime import UTC, datetime
+import hashlib
+import logging
+import math
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -13,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.analytics.schemas import ReportQuery
 from app.analytics.service import analytics_service
 from app.auth.permissions import Perm
+from app.auth.service import ClientInfo
 from app.billing.service import LineItem, billing_service
+from app.core.cache import Cache
 from app.core.config import Settings
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.events import record_event
@@ -38,6 +43,8 @@ from app.projects.service import project_service
 from app.revenue import ledger
 from app.revenue.splits import Split, split_sale
 from app.users.service import user_service
+
+logger = logging.getLogger("bazaar.marketplace")
 
 _BROWSE_SORT = {
     "publishedAt": Listing.published_at,
@@ -119,6 +126,11 @@ def _split_payload(split: Split) -> dict[str, int]:
         "platformFeeMinor": split.platform_fee_minor,
         "builderShareMinor": split.builder_share_minor,
     }
+
+
+def _client_fingerprint(client: ClientInfo) -> str:
+    """An anonymous viewer: their address and user agent, hashed (the key never holds the IP)."""
+    return hashlib.sha256(f"{client.ip}\n{client.user_agent or ''}".encode()).hexdigest()[:32]
 
 
 class MarketplaceService:
@@ -239,6 +251,58 @@ class MarketplaceService:
             **listing_out(listing, name).model_dump(),
             audit=[ListingAuditOut.model_validate(a) for a in audit],
         )
+
+    async def record_view(
+        self,
+        db: AsyncSession,
+        cache: Cache,
+        viewer: Principal | None,
+        client: ClientInfo,
+        listing: ListingOut,
+    ) -> bool:
+        """Count a view of an active listing, at most once per viewer, listing and UTC day, as a
+        ``listing.viewed`` event in the request's transaction. Returns whether it was counted.
+
+        The viewer is the signed-in user, else a hash of the client's address and user agent.
+        The owner and administrators are not counted. A view is analytics: when the
+        deduplication store (Redis) fails the view is dropped and logged, never the page."""
+        if listing.status != ListingStatus.ACTIVE:
+            return False
+        if viewer is not None and (viewer.user_id == listing.builder_id or viewer.can(Perm.PLATFORM_ADMIN)):
+            return False
+        now = datetime.now(UTC)
+        day = now.date()
+        who = f"user:{viewer.user_id}" if viewer is not None else f"client:{_client_fingerprint(client)}"
+        # The key names the day, so it only has to live until the day ends.
+        seconds_left = (datetime.combine(day + timedelta(days=1), time.min, UTC) - now).total_seconds()
+        try:
+            # An empty value: nothing is read back, and with Redis no in-process copy is kept.
+            first = await cache.set(
+                f"listing-view:{day.isoformat()}:{listing.id}:{who}",
+                b"",
+                math.ceil(seconds_left),
+                only_if_absent=True,
+            )
+        except Exception:
+            logger.warning("listing view not counted: deduplication store unavailable", exc_info=True)
+            return False
+        if not first:
+            return False
+        await record_event(
+            db,
+            "listing.viewed",
+            actor_id=viewer.user_id if viewer is not None else None,
+            subject_id=listing.id,
+            payload={
+                "listingId": str(listing.id),
+                "projectId": str(listing.project_id),
+                "builderId": str(listing.builder_id),
+                "viewerId": str(viewer.user_id) if viewer is not None else None,
+                "anonymous": viewer is None,
+                "day": day.isoformat(),
+            },
+        )
+        return True
 
     # --- purchases ------------------------------------------------------------------------
 

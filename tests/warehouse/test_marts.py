@@ -201,7 +201,7 @@ def test_platform_kpis_for_the_week(marts: duckdb.DuckDBPyConnection) -> None:
         MONDAY,
     )
     # Five accounts (builder-2 is both a builder and an end user); four purchases, one
-    # refunded; no listing views are recorded yet, so no conversion rate.
+    # refunded; the story has no listing views, so no conversion rate.
     assert row == (5, 2, 3, 4, 1, 2, 2, 0, None)
 
 

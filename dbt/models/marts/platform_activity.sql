@@ -1,6 +1,6 @@
--- Platform KPIs per day, ISO week and month for the admins' dashboard. Listing views are not
--- recorded by any event yet: they read 0 and the view-to-purchase conversion stays NULL until
--- a listing-view event exists.
+-- Platform KPIs per day, ISO week and month for the admins' dashboard. Listing views are
+-- `listing.viewed` events (one per viewer, listing and UTC day); the view-to-purchase
+-- conversion is the period's completed purchases per view, NULL without views.
 {% set grains = ['day', 'week', 'month'] %}
 
 with users as (
@@ -13,6 +13,10 @@ purchases as (
 
 activity as (
     select * from {{ ref('int_user_activity') }}
+),
+
+views as (
+    select * from {{ ref('stg_listing_viewed') }}
 ),
 
 {% for grain in grains %}
@@ -38,6 +42,9 @@ activity as (
     union all
     select '{{ grain }}', {{ period_start(grain, 'activity_day') }}, 'active_end_users', count(distinct user_id)
     from activity where persona = 'end_user' group by all
+    union all
+    select '{{ grain }}', {{ period_start(grain, 'view_day') }}, 'listing_views', count(*)
+    from views group by all
 ),
 {% endfor %}
 
@@ -58,7 +65,8 @@ periods as (
         coalesce(sum(value) filter (where metric = 'purchases'), 0) as purchases,
         coalesce(sum(value) filter (where metric = 'refunds'), 0) as refunds,
         coalesce(sum(value) filter (where metric = 'active_builders'), 0) as active_builders,
-        coalesce(sum(value) filter (where metric = 'active_end_users'), 0) as active_end_users
+        coalesce(sum(value) filter (where metric = 'active_end_users'), 0) as active_end_users,
+        coalesce(sum(value) filter (where metric = 'listing_views'), 0) as listing_views
     from metrics
     group by all
 )
@@ -73,6 +81,6 @@ select
     cast(refunds as bigint) as refunds,
     cast(active_builders as bigint) as active_builders,
     cast(active_end_users as bigint) as active_end_users,
-    cast(0 as bigint) as listing_views,
-    cast(null as double) as conversion_rate
+    cast(listing_views as bigint) as listing_views,
+    case when listing_views > 0 then cast(purchases as double) / listing_views end as conversion_rate
 from periods
