@@ -5,7 +5,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import IdempotencyRecord, Invoice, InvoiceCounter, InvoiceLine, InvoiceStatus
+from app.models import Invoice, InvoiceCounter, InvoiceLine, InvoiceStatus
 
 
 class InvoiceRepository:
@@ -71,29 +71,4 @@ class InvoiceRepository:
         return stmt
 
 
-class IdempotencyRepository:
-    async def claim(self, db: AsyncSession, scope: str, user_id: UUID, key: str, request_hash: str) -> bool:
-        """Reserve ``key`` for this transaction; False when it was used before. A concurrent claim
-        of the same key waits on the unique index until this transaction ends, so exactly one
-        request acts and the other then reads its answer."""
-        stmt = (
-            insert(IdempotencyRecord)
-            .values(
-                scope=scope, user_id=user_id, key=key, request_hash=request_hash, status_code=0, response={}
-            )
-            .on_conflict_do_nothing()
-            .returning(IdempotencyRecord.key)
-        )
-        return (await db.execute(stmt)).scalar_one_or_none() is not None
-
-    async def get(self, db: AsyncSession, scope: str, user_id: UUID, key: str) -> IdempotencyRecord | None:
-        stmt = select(IdempotencyRecord).where(
-            IdempotencyRecord.scope == scope,
-            IdempotencyRecord.user_id == user_id,
-            IdempotencyRecord.key == key,
-        )
-        return (await db.execute(stmt)).scalar_one_or_none()
-
-
 invoice_repository = InvoiceRepository()
-idempotency_repository = IdempotencyRepository()

@@ -5,7 +5,6 @@ Invoices for plans and admin charges are paid through ``payment_service``: billi
 ``paid_plan_checkout`` hook of the users domain, so neither of them imports billing.
 """
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,11 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.permissions import Perm
 from app.billing.html import is_tax_included, render_invoice_html
-from app.billing.repository import idempotency_repository, invoice_repository
+from app.billing.repository import invoice_repository
 from app.billing.schemas import ChargeRequest, InvoiceDetail, InvoiceLineOut, InvoiceOut, InvoicePayment
 from app.core.config import Settings
 from app.core.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, ValidationFailed
 from app.core.events import record_event
+from app.core.idempotency import answer_once
 from app.core.pagination import PageParams, apply_sort, paginate
 from app.core.principal import Principal
 from app.core.runtime import runtime
@@ -313,24 +313,20 @@ class BillingService:
 
         Returns the answer (the invoice with its payment, JSON) and whether this call charged;
         a retry with the same key gets the first answer back and charges nothing."""
-        owner = actor_id or SYSTEM_ACTOR
-        request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-        if not await idempotency_repository.claim(db, CHARGE_SCOPE, owner, idempotency_key, request_hash):
-            earlier = await idempotency_repository.get(db, CHARGE_SCOPE, owner, idempotency_key)
-            assert earlier is not None
-            if earlier.request_hash != request_hash:
-                raise Conflict(
-                    "This Idempotency-Key was used for another charge", code="idempotency_key_reused"
-                )
-            return earlier.response, False
-        invoice = await self.charge(db, settings, actor_id=actor_id, body=body)
-        answer = (await self.detail(db, invoice)).model_dump(mode="json", by_alias=True)
-        record = await idempotency_repository.get(db, CHARGE_SCOPE, owner, idempotency_key)
-        assert record is not None
-        record.status_code = 201
-        record.response = answer
-        await db.flush()
-        return answer, True
+
+        async def charge_answer() -> dict[str, Any]:
+            invoice = await self.charge(db, settings, actor_id=actor_id, body=body)
+            return (await self.detail(db, invoice)).model_dump(mode="json", by_alias=True)
+
+        return await answer_once(
+            db,
+            scope=CHARGE_SCOPE,
+            user_id=actor_id or SYSTEM_ACTOR,
+            key=idempotency_key,
+            request=body,
+            act=charge_answer,
+            reused_message="This Idempotency-Key was used for another charge",
+        )
 
     async def charge(
         self, db: AsyncSession, settings: Settings, *, actor_id: UUID | None, body: ChargeRequest

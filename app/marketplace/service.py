@@ -265,7 +265,9 @@ class MarketplaceService:
 
         The viewer is the signed-in user, else a hash of the client's address and user agent.
         The owner and administrators are not counted. A view is analytics: when the
-        deduplication store (Redis) fails the view is dropped and logged, never the page."""
+        deduplication store (Redis) fails the view is dropped and logged, never the page; the
+        day's key is set before the request commits, so a request that fails to commit loses
+        that viewer's view for the day (never counts it twice)."""
         if listing.status != ListingStatus.ACTIVE:
             return False
         if viewer is not None and (viewer.user_id == listing.builder_id or viewer.can(Perm.PLATFORM_ADMIN)):

@@ -1,5 +1,5 @@
-"""Queries of the notifications' API: a user's inbox, their preferences, the stored templates and
-the answers remembered for an ``Idempotency-Key``."""
+"""Queries of the notifications' API: a user's inbox, their preferences and the stored templates
+(the answers remembered for an ``Idempotency-Key`` are ``app.core.idempotency``'s)."""
 
 from datetime import datetime
 from typing import Any
@@ -9,7 +9,7 @@ from sqlalchemy import Select, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import IdempotencyRecord, Notification, NotificationPreference, NotificationTemplate, User
+from app.models import Notification, NotificationPreference, NotificationTemplate, User
 from app.notifications.templates import TemplateSpec
 
 
@@ -106,32 +106,6 @@ class TemplateRepository:
         return row
 
 
-class IdempotencyRepository:
-    """The answers given to requests that carried an ``Idempotency-Key``, per scope and caller."""
-
-    async def claim(self, db: AsyncSession, scope: str, user_id: UUID, key: str, request_hash: str) -> bool:
-        """Reserve ``key`` for this transaction; False when it was used before. A concurrent claim
-        of the same key waits on the primary key until this transaction ends, then sees it used."""
-        stmt = (
-            insert(IdempotencyRecord)
-            .values(
-                scope=scope, user_id=user_id, key=key, request_hash=request_hash, status_code=0, response={}
-            )
-            .on_conflict_do_nothing()
-            .returning(IdempotencyRecord.key)
-        )
-        return (await db.execute(stmt)).scalar_one_or_none() is not None
-
-    async def get(self, db: AsyncSession, scope: str, user_id: UUID, key: str) -> IdempotencyRecord | None:
-        stmt = select(IdempotencyRecord).where(
-            IdempotencyRecord.scope == scope,
-            IdempotencyRecord.user_id == user_id,
-            IdempotencyRecord.key == key,
-        )
-        return (await db.execute(stmt)).scalar_one_or_none()
-
-
 notification_repository = NotificationRepository()
 preference_repository = PreferenceRepository()
 template_repository = TemplateRepository()
-idempotency_repository = IdempotencyRepository()

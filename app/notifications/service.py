@@ -9,7 +9,6 @@ connection, records ``notification.sent`` and announces the new notifications to
 stream once the transaction commits. Nothing is sent before the commit.
 """
 
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -24,8 +23,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import Conflict, NotFound, ValidationFailed
+from app.core.errors import NotFound, ValidationFailed
 from app.core.events import record_event
+from app.core.idempotency import answer_once
 from app.core.ids import uuid7
 from app.core.pagination import PageParams, apply_sort, paginate
 from app.core.principal import Principal
@@ -41,7 +41,6 @@ from app.models import (
 )
 from app.notifications import realtime
 from app.notifications.repository import (
-    idempotency_repository,
     notification_repository,
     preference_repository,
     template_repository,
@@ -362,23 +361,19 @@ class NotificationService:
         back (and False) and sends nothing."""
         if idempotency_key is None:
             return (await self.send(db, actor, body)).model_dump(mode="json", by_alias=True), True
-        request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-        if not await idempotency_repository.claim(
-            db, SEND_SCOPE, actor.user_id, idempotency_key, request_hash
-        ):
-            earlier = await idempotency_repository.get(db, SEND_SCOPE, actor.user_id, idempotency_key)
-            assert earlier is not None
-            if earlier.request_hash != request_hash:
-                raise Conflict(
-                    "This Idempotency-Key was used for another send", code="idempotency_key_reused"
-                )
-            return earlier.response, False
-        answer = (await self.send(db, actor, body)).model_dump(mode="json", by_alias=True)
-        record = await idempotency_repository.get(db, SEND_SCOPE, actor.user_id, idempotency_key)
-        assert record is not None
-        record.status_code, record.response = 201, answer
-        await db.flush()
-        return answer, True
+
+        async def send_answer() -> dict[str, Any]:
+            return (await self.send(db, actor, body)).model_dump(mode="json", by_alias=True)
+
+        return await answer_once(
+            db,
+            scope=SEND_SCOPE,
+            user_id=actor.user_id,
+            key=idempotency_key,
+            request=body,
+            act=send_answer,
+            reused_message="This Idempotency-Key was used for another send",
+        )
 
     async def send(self, db: AsyncSession, actor: Principal, body: NotificationSend) -> SendResult:
         """Notify one user now, through ``deliver`` (their preferences pick the channels)."""
