@@ -114,75 +114,44 @@ async def welcome(db: AsyncSession, event: Event, links: Links) -> list[Draft]:
 # --- marketplace ----------------------------------------------------------------------------------
 
 
-@handles("listing.published")
-async def listing_published(db: AsyncSession, event: Event, links: Links) -> list[Draft]:
-    """The last step of publishing: the builder hears that the listing is live, or that it
-    waits for a review (``LISTING_REVIEW_REQUIRED``)."""
+# How each listing event reaches the listing's builder: the template, where its link leads (the
+# public listing, or the builder's project page) and whether it quotes the administrator's reason.
+# A publish is the publishing flow's last step: live at once, or waiting for a review.
+_LISTING_NOTICES: dict[tuple[str, str | None], tuple[str, str, bool]] = {
+    ("listing.published", "active"): ("listing.live", "listing", False),
+    ("listing.published", "pending_review"): ("listing.submitted", "project", False),
+    ("listing.activated", None): ("listing.approved", "listing", False),
+    ("listing.held", None): ("listing.held", "project", True),
+    ("listing.delisted", None): ("listing.delisted", "project", True),
+}
+
+
+@handles("listing.published", "listing.activated", "listing.held", "listing.delisted")
+async def listing_changed(db: AsyncSession, event: Event, links: Links) -> list[Draft]:
     payload = event.payload
+    if event.type == "listing.published":
+        status = "pending_review" if payload.get("status") == "pending_review" else "active"
+        template, link, quotes_reason = _LISTING_NOTICES[(event.type, status)]
+    else:
+        template, link, quotes_reason = _LISTING_NOTICES[(event.type, None)]
     builder_id = UUID(payload["builderId"])
     names = await _names(db, {builder_id})
     if builder_id not in names:
         return []
-    project_name = await _project_name(db, payload["projectId"])
-    data = {"listingId": payload["listingId"], "projectId": payload["projectId"]}
-    if payload.get("status") == "pending_review":
-        url = links.page(f"/dashboard/projects/{payload['projectId']}")
-        variables = {"name": names[builder_id], "projectName": project_name, "projectUrl": url}
-        return [_draft(event, builder_id, "listing.submitted", variables, {**data, "url": url})]
-    url = links.page(f"/marketplace/{payload['projectId']}")
-    variables = {"name": names[builder_id], "projectName": project_name, "listingUrl": url}
-    return [_draft(event, builder_id, "listing.live", variables, {**data, "url": url})]
-
-
-@handles("listing.delisted")
-async def listing_delisted(db: AsyncSession, event: Event, links: Links) -> list[Draft]:
-    payload = event.payload
-    builder_id = UUID(payload["builderId"])
-    names = await _names(db, {builder_id})
-    if builder_id not in names:
-        return []
-    url = links.page(f"/dashboard/projects/{payload['projectId']}")
-    reason = payload.get("reason") or "no reason given"
+    project_id = payload["projectId"]
+    if link == "listing":
+        url, url_variable = links.page(f"/marketplace/{project_id}"), "listingUrl"
+    else:
+        url, url_variable = links.page(f"/dashboard/projects/{project_id}"), "projectUrl"
     variables = {
         "name": names[builder_id],
-        "projectName": await _project_name(db, payload["projectId"]),
-        "reason": reason,
-        "projectUrl": url,
+        "projectName": await _project_name(db, project_id),
+        url_variable: url,
     }
-    data = {
-        "listingId": payload["listingId"],
-        "projectId": payload["projectId"],
-        "reason": reason,
-        "url": url,
-    }
-    return [_draft(event, builder_id, "listing.delisted", variables, data)]
-
-
-@handles("listing.activated", "listing.held")
-async def listing_moderated(db: AsyncSession, event: Event, links: Links) -> list[Draft]:
-    payload = event.payload
-    builder_id = UUID(payload["builderId"])
-    names = await _names(db, {builder_id})
-    if builder_id not in names:
-        return []
-    project_name = await _project_name(db, payload["projectId"])
-    data = {"listingId": payload["listingId"], "projectId": payload["projectId"]}
-    if event.type == "listing.activated":
-        url = links.page(f"/marketplace/{payload['projectId']}")
-        variables = {"name": names[builder_id], "projectName": project_name, "listingUrl": url}
-        return [_draft(event, builder_id, "listing.approved", variables, {**data, "url": url})]
-    url = links.page(f"/dashboard/projects/{payload['projectId']}")
-    variables = {
-        "name": names[builder_id],
-        "projectName": project_name,
-        "reason": payload.get("reason") or "no reason given",
-        "projectUrl": url,
-    }
-    return [
-        _draft(
-            event, builder_id, "listing.held", variables, {**data, "reason": variables["reason"], "url": url}
-        )
-    ]
+    data = {"listingId": payload["listingId"], "projectId": project_id, "url": url}
+    if quotes_reason:
+        variables["reason"] = data["reason"] = payload.get("reason") or "no reason given"
+    return [_draft(event, builder_id, template, variables, data)]
 
 
 @handles("purchase.completed")
