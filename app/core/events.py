@@ -5,14 +5,48 @@ change it describes: a rolled-back request leaves no event. The catalogue of typ
 payloads is ``docs/events.md``.
 """
 
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import after_commit
 from app.core.ids import uuid7
 from app.models import OutboxEvent
+
+CommitHook = Callable[[list[OutboxEvent]], Awaitable[None]]
+_commit_hooks: dict[str, list[CommitHook]] = {}
+
+
+def on_commit_of(types: Iterable[str], hook: CommitHook) -> None:
+    """Call ``hook`` with the events of ``types`` a transaction recorded, once it has committed
+    (another domain reacting to a change at once, e.g. a cache to drop). Not for delivery that
+    must not be lost: a process killed after the commit skips the hook; the outbox is that."""
+    for type in types:
+        _commit_hooks.setdefault(type, []).append(hook)
+
+
+def _note_for_hooks(db: AsyncSession, event: OutboxEvent) -> None:
+    hooks = _commit_hooks.get(event.type)
+    if not hooks:
+        return
+    transaction = db.sync_session.get_transaction()
+    noted = db.info.get("commit_hook_events")
+    if noted is None or noted[0] is not transaction:
+        pending: dict[CommitHook, list[OutboxEvent]] = {}
+        db.info["commit_hook_events"] = (transaction, pending)
+
+        async def run_hooks() -> None:
+            for hook, events in pending.items():
+                await hook(events)
+
+        after_commit(db, run_hooks)
+    else:
+        pending = noted[1]
+    for hook in hooks:
+        pending.setdefault(hook, []).append(event)
 
 
 def _transaction_time(db: AsyncSession) -> datetime:
@@ -48,4 +82,5 @@ async def record_event(
         payload=payload or {},
     )
     db.add(event)
+    _note_for_hooks(db, event)
     return event

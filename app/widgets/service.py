@@ -24,9 +24,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession, async_session
-from sqlalchemy.orm import Session, UOWTransaction
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.permissions import Perm
 from app.chat.service import Asker, ChatProject, CustomerUsage, PreparedTurn, chat_service
@@ -34,7 +32,7 @@ from app.core.config import Settings
 from app.core.crypto import mask, secret_box
 from app.core.db import after_commit, commit, sessionmaker
 from app.core.errors import AppError, Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
-from app.core.events import record_event
+from app.core.events import on_commit_of, record_event
 from app.core.pagination import PageParams, apply_sort, paginate
 from app.core.principal import Principal
 from app.core.runtime import Runtime, runtime
@@ -99,7 +97,6 @@ _STANDING_EVENTS = frozenset(
         "project.deleted",
     }
 )
-_STANDING_CHANGES = "widgets.standing_changed"  # Session.info: (transaction, project ids)
 _WIDGET_FLOOD = "This widget is sending too much usage data; retry later"
 _VISITOR_FLOOD = "Too many usage reports; retry later"
 
@@ -950,32 +947,17 @@ def _project_of(recorded: OutboxEvent) -> str | None:
     return project if isinstance(project, str) else None
 
 
-@event.listens_for(Session, "after_flush")
-def _note_standing_changes(session: Session, _flush: UOWTransaction) -> None:
+async def _standing_changed(events: list[OutboxEvent]) -> None:
     """Refunds, moderation and project deletions belong to other domains; the events they record
     in the transaction of the change are how this one hears of them. Once that transaction
     commits, the cached runtime configuration of the project's widgets is dropped in every
     process, so the next chat message of an open session reads the new standing."""
-    projects = {
-        project
-        for obj in session.new
-        if isinstance(obj, OutboxEvent) and obj.type in _STANDING_EVENTS
-        if (project := _project_of(obj)) is not None
-    }
-    db = async_session(session) if projects else None
-    if db is None:  # nothing to note, or a synchronous session: the cache's TTL bounds it
-        return
-    transaction = session.get_transaction()
-    noted = session.info.get(_STANDING_CHANGES)
-    if noted is not None and noted[0] is transaction:
-        noted[1].update(projects)
-        return
-    session.info[_STANDING_CHANGES] = (transaction, projects)
-
-    async def forget() -> None:
+    projects = {project for recorded in events if (project := _project_of(recorded)) is not None}
+    if projects:
         await _forget_standing(projects)
 
-    after_commit(db, forget)
+
+on_commit_of(_STANDING_EVENTS, _standing_changed)
 
 
 async def _forget_standing(project_ids: set[str]) -> None:
